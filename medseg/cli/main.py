@@ -1,0 +1,100 @@
+"""The ``medseg`` command: parse arguments, call a workflow, turn user mistakes into one line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from medseg.workflows.demo import demo, format_dice
+
+    summary = demo(out_dir=args.out, device=args.device, progress=not args.quiet)
+    print(f"Segmented the sample DICOM series in {summary['seconds']} s -> {args.out}/")
+    for name in summary["outputs"]:
+        print(f"  {name}")
+    print("\nOrgan volumes (mL):")
+    for row in summary["volumes"]:
+        print(f"  {row['name']:<14}{row['volume_ml']:>10.1f}")
+    print("\nDice against the sample's reference segmentation (TotalSegmentator output):")
+    print(format_dice(summary["dice"]))
+
+
+def _segment(args: argparse.Namespace) -> None:
+    from medseg.workflows.segment import segment
+
+    result = segment(
+        args.image, bundle=args.bundle, out_dir=args.out, device=args.device, progress=not args.quiet
+    )
+    print(f"label map: {result.label_path}")
+    print(f"volumes:   {result.stats_csv}, {result.stats_json}")
+    print(f"overlay:   {result.overlay_png}")
+    for row in result.stats:
+        print(f"  {row['name']:<14}{row['volume_ml']:>10.1f} mL")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from medseg.workflows.train import train
+
+    train(args.bundle, args.overrides, config=args.config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medseg", description="Medical image segmentation with MONAI bundles."
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="segment the embedded sample CT (DICOM) and print Dice per organ")
+    p.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
+    p.add_argument(
+        "--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: GPU if present)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("segment", help="segment a NIfTI file or DICOM folder with a bundle")
+    p.add_argument("image", help="NIfTI file (.nii/.nii.gz) or folder of one DICOM series")
+    p.add_argument("--bundle", default="abdomen_ct_segmentation", help="bundle name or folder")
+    p.add_argument("--out", default="outputs/segment", help="output folder")
+    p.add_argument("--device", default=None, help="torch device (default: GPU if present)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_segment)
+
+    p = sub.add_parser("train", help="train a bundle with its own train config")
+    p.add_argument("bundle", help="bundle name or folder")
+    p.add_argument("overrides", nargs="*", help="config overrides as key=value, e.g. max_epochs=2")
+    p.add_argument("--config", default="train", help="config name under configs/ (default: train)")
+    p.set_defaults(func=_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    if not args.debug:
+        warnings.filterwarnings("ignore")
+        for noisy in ("monai", "pydicom", "ignite"):  # their INFO/WARNING chatter is not for users
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+    from medseg.errors import MedsegError
+
+    try:
+        args.func(args)
+    except MedsegError as err:
+        if args.debug:
+            raise
+        print(f"medseg: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("medseg: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

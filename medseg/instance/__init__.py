@@ -1,0 +1,1 @@
+"""Instance <-> semantic conversions (later issues)."""

@@ -1,0 +1,26 @@
+"""Readers and writers: every reader returns ``(array, Geometry)`` with a RAS affine."""
+
+from __future__ import annotations
+
+from medseg.io.atomic import atomic_dir, atomic_path
+from medseg.io.dicom import DicomSeries, find_series, read_dicom_folder, read_series
+from medseg.io.geometry import Geometry
+from medseg.io.monai_reader import MedsegReader
+from medseg.io.nifti import read_nifti, write_nifti
+from medseg.io.registry import read_image
+from medseg.io.resample import label_to_grid
+
+__all__ = [
+    "DicomSeries",
+    "Geometry",
+    "MedsegReader",
+    "atomic_dir",
+    "atomic_path",
+    "find_series",
+    "label_to_grid",
+    "read_dicom_folder",
+    "read_image",
+    "read_nifti",
+    "read_series",
+    "write_nifti",
+]

@@ -1,0 +1,1 @@
+"""Weighted losses (issue 4)."""

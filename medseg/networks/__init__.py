@@ -1,0 +1,1 @@
+"""Networks: original U-Net, Mask R-CNN parts (later issues)."""

@@ -1,0 +1,60 @@
+"""Find shipped bundles and run their configs through MONAI's own bundle machinery."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from medseg.data.samples import REPO_ROOT
+from medseg.errors import BundleError
+from medseg.typing import PathLike
+
+BUNDLES_DIR = REPO_ROOT / "bundles"
+
+
+def find_bundle(name_or_path: PathLike) -> Path:
+    """A bundle folder given by path, or by name among the bundles shipped in ``bundles/``."""
+    path = Path(name_or_path)
+    for candidate in (path, BUNDLES_DIR / str(name_or_path)):
+        if (candidate / "configs" / "metadata.json").is_file():
+            return candidate.resolve()
+    shipped = sorted(p.name for p in BUNDLES_DIR.glob("*") if (p / "configs").is_dir())
+    raise BundleError(f"{name_or_path}: no such bundle (shipped: {', '.join(shipped) or 'none'})")
+
+
+def config_file(bundle: Path, name: str) -> Path:
+    for suffix in (".json", ".yaml", ".yml"):
+        path = bundle / "configs" / f"{name}{suffix}"
+        if path.is_file():
+            return path
+    raise BundleError(f"{bundle}: bundle has no configs/{name}.json or .yaml")
+
+
+def bundle_labels(bundle: Path) -> dict[int, str]:
+    """Label id -> name, from the output ``channel_def`` of the bundle's metadata."""
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    outputs = meta["network_data_format"]["outputs"]
+    channel_def = next(iter(outputs.values()))["channel_def"]
+    return {int(k): v for k, v in channel_def.items()}
+
+
+def run_bundle(bundle: Path, configs: list[str], overrides: dict[str, Any], workflow_type: str):
+    """Run ``configs`` (later ones override earlier ones) as MONAI's ``monai.bundle run`` would."""
+    from monai.bundle import ConfigWorkflow
+
+    files = [str(config_file(bundle, name)) for name in configs]
+    workflow = ConfigWorkflow(
+        config_file=files if len(files) > 1 else files[0],
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        logging_file=False,
+        workflow_type=workflow_type,
+        bundle_root=str(bundle),
+        **overrides,
+    )
+    workflow.initialize()
+    try:
+        workflow.run()
+    finally:
+        workflow.finalize()
+    return workflow

@@ -1,0 +1,134 @@
+"""The abdomen CT bundle through MONAI's own runner (`python -m monai.bundle ...`), on tiny real data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medseg.data import REPO_ROOT
+
+BUNDLE = REPO_ROOT / "bundles" / "abdomen_ct_segmentation"
+CONFIGS = BUNDLE / "configs"
+SCHEMA = REPO_ROOT / "medseg" / "data" / "schema" / "meta_schema.json"
+
+
+def monai_bundle(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def tiny_case(tmp_path_factory, case_a):
+    """A 64x64x32 crop of case A around the upper-abdominal organs, plus a Decathlon datalist."""
+    root = tmp_path_factory.mktemp("tiny")
+    image, label = (nib.load(p) for p in case_a)
+    crop = (slice(30, 94), slice(20, 84), slice(78, 110))
+    for img, name in ((image, "ct.nii.gz"), (label, "seg.nii.gz")):
+        nib.save(img.slicer[crop], root / name)
+    (root / "datalist.json").write_text(
+        json.dumps({"training": [{"image": "ct.nii.gz", "label": "seg.nii.gz"}]})
+    )
+    return root
+
+
+@pytest.mark.slow
+def test_train_then_infer_through_monai_bundle(tiny_case, tmp_path):
+    models = tmp_path / "models"
+    monai_bundle(
+        "run",
+        "--config_file",
+        str(CONFIGS / "train.json"),
+        "--bundle_root",
+        str(BUNDLE),
+        "--dataset_dir",
+        str(tiny_case),
+        "--datalist",
+        str(tiny_case / "datalist.json"),
+        "--ckpt_dir",
+        str(models),
+        "--max_epochs",
+        "2",
+        "--epoch_length",
+        "2",
+        "--val_interval",
+        "2",
+        "--num_samples",
+        "2",
+        "--num_workers",
+        "0",
+    )
+    assert (models / "model.pt").is_file()
+
+    # Inference on an LPS-ordered, 2.5 mm copy so that inversion to the input grid is not trivial.
+    src = nib.load(tiny_case / "ct.nii.gz")
+    lps = nib.Nifti1Image(
+        np.asarray(src.dataobj)[::-1, ::-1],
+        src.affine
+        @ np.array([[-1, 0, 0, src.shape[0] - 1], [0, -1, 0, src.shape[1] - 1], [0, 0, 1, 0], [0, 0, 0, 1]]),
+    )
+    lps.header.set_zooms((3.0, 3.0, 3.0))
+    nib.save(lps, tmp_path / "case.nii.gz")
+    monai_bundle(
+        "run",
+        "--config_file",
+        str(CONFIGS / "inference.json"),
+        "--bundle_root",
+        str(tmp_path),
+        "--input_image",
+        str(tmp_path / "case.nii.gz"),
+        "--output_dir",
+        str(tmp_path / "out"),
+    )
+    out = nib.load(tmp_path / "out" / "case_seg.nii.gz")
+    assert out.shape == lps.shape
+    np.testing.assert_allclose(out.affine, lps.affine, atol=1e-5)
+    assert np.asarray(out.dataobj).max() < 8
+
+
+@pytest.mark.slow
+def test_metadata_and_network_verify_offline():
+    monai_bundle("verify_metadata", "--meta_file", str(CONFIGS / "metadata.json"), "--filepath", str(SCHEMA))
+    monai_bundle(
+        "verify_net_in_out",
+        "network_def",
+        "--meta_file",
+        str(CONFIGS / "metadata.json"),
+        "--config_file",
+        str(CONFIGS / "inference.json"),
+    )
+
+
+@pytest.mark.slow
+def test_shipped_weights_export_to_torchscript(tmp_path):
+    monai_bundle(
+        "ckpt_export",
+        "network_def",
+        "--filepath",
+        str(tmp_path / "model.ts"),
+        "--ckpt_file",
+        str(BUNDLE / "models" / "model.pt"),
+        "--key_in_ckpt",
+        "model",
+        "--meta_file",
+        str(CONFIGS / "metadata.json"),
+        "--config_file",
+        str(CONFIGS / "inference.json"),
+        "--bundle_root",
+        str(BUNDLE),
+    )
+    assert (tmp_path / "model.ts").stat().st_size > 1_000_000
+
+
+def test_metadata_labels_match_manifest():
+    meta = json.loads((CONFIGS / "metadata.json").read_text())
+    manifest = json.loads((REPO_ROOT / "data_manifests" / "totalsegmentator_samples.json").read_text())
+    channel_def = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
+    assert channel_def == manifest["labels"]

@@ -1,0 +1,39 @@
+"""Shared fixtures: paths to the embedded real samples and small synthetic volumes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from medseg.data import sample_path
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("PYTHONWARNINGS", "ignore")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def case_b_dicom() -> Path:
+    return Path(sample_path("example_ct_dicom"))
+
+
+@pytest.fixture(scope="session")
+def case_b_reference() -> Path:
+    return Path(sample_path("example_seg_dicom.nii.gz"))
+
+
+@pytest.fixture(scope="session")
+def case_a() -> tuple[Path, Path]:
+    return Path(sample_path("example_ct.nii.gz")), Path(sample_path("example_seg_fast_force_split.nii.gz"))
