@@ -12,7 +12,7 @@ from medseg.workflows.bundles import find_bundle, run_bundle
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["max_epochs=2", "spacing=[2,2,2]"]`` -> ``{"max_epochs": 2, "spacing": [2, 2, 2]}`` (YAML values)."""
+    """``["max_epochs=2", "spacing=[2,2,2]"]`` -> ``{"max_epochs": 2, "spacing": [2, 2, 2]}``."""
     overrides: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
