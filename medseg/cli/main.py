@@ -41,6 +41,14 @@ def _train(args: argparse.Namespace) -> None:
     train(args.bundle, args.overrides, config=args.config)
 
 
+def _add_run_options(p: argparse.ArgumentParser, default_out: str) -> None:
+    p.add_argument("--out", default=default_out, help=f"output folder (default: {default_out})")
+    p.add_argument(
+        "--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: GPU if present)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medseg", description="Medical image segmentation with MONAI bundles."
@@ -49,19 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="segment the embedded sample CT (DICOM) and print Dice per organ")
-    p.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
-    p.add_argument(
-        "--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: GPU if present)"
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_run_options(p, default_out="outputs/demo")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("segment", help="segment a NIfTI file or DICOM folder with a bundle")
     p.add_argument("image", help="NIfTI file (.nii/.nii.gz) or folder of one DICOM series")
     p.add_argument("--bundle", default="abdomen_ct_segmentation", help="bundle name or folder")
-    p.add_argument("--out", default="outputs/segment", help="output folder")
-    p.add_argument("--device", default=None, help="torch device (default: GPU if present)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_run_options(p, default_out="outputs/segment")
     p.set_defaults(func=_segment)
 
     p = sub.add_parser("train", help="train a bundle with its own train config")
@@ -79,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.debug:
         warnings.filterwarnings("ignore")
-        for noisy in ("monai", "pydicom", "ignite"):  # their INFO/WARNING chatter is not for users
-            logging.getLogger(noisy).setLevel(logging.ERROR)
+        if args.command != "train":  # library chatter is not for users; training logs are
+            for noisy in ("monai", "pydicom", "ignite"):
+                logging.getLogger(noisy).setLevel(logging.ERROR)
     from medseg.errors import MedsegError
 
     try:

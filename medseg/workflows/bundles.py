@@ -39,15 +39,25 @@ def bundle_labels(bundle: Path) -> dict[int, str]:
     return {int(k): v for k, v in channel_def.items()}
 
 
-def run_bundle(bundle: Path, configs: list[str], overrides: dict[str, Any], workflow_type: str):
-    """Run ``configs`` (later ones override earlier ones) as MONAI's ``monai.bundle run`` would."""
+def run_bundle(
+    bundle: Path,
+    configs: list[str],
+    overrides: dict[str, Any],
+    workflow_type: str,
+    bundle_logging: bool = False,
+):
+    """Run ``configs`` (later ones override earlier ones) as MONAI's ``monai.bundle run`` would.
+
+    ``bundle_logging`` applies the bundle's ``configs/logging.conf`` (training logs); otherwise
+    MONAI's logging set-up is skipped and the caller's stays in force.
+    """
     from monai.bundle import ConfigWorkflow
 
     files = [str(config_file(bundle, name)) for name in configs]
     workflow = ConfigWorkflow(
         config_file=files if len(files) > 1 else files[0],
         meta_file=str(bundle / "configs" / "metadata.json"),
-        logging_file=False,
+        logging_file=None if bundle_logging else False,
         workflow_type=workflow_type,
         bundle_root=str(bundle),
         **overrides,

@@ -28,4 +28,4 @@ def train(
     """Run ``configs/<config>`` of ``bundle`` exactly as ``python -m monai.bundle run`` would."""
     bundle_dir = find_bundle(bundle)
     values = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides or {})
-    run_bundle(bundle_dir, [config], values, workflow_type="train")
+    run_bundle(bundle_dir, [config], values, workflow_type="train", bundle_logging=True)

@@ -77,3 +77,8 @@ def test_help_on_every_subcommand():
     for cmd in ("demo", "segment", "train"):
         proc = medseg(cmd, "--help")
         assert proc.returncode == 0 and "usage: medseg" in proc.stdout
+
+
+def test_train_override_must_be_key_value():
+    proc = medseg("train", "abdomen_ct_segmentation", "max_epochs")
+    assert proc.returncode == 2 and "max_epochs: overrides are key=value" in proc.stderr
