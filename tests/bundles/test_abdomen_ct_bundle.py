@@ -9,6 +9,8 @@ import sys
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
+from monai.bundle import ConfigParser
 
 from medseg.data import REPO_ROOT
 
@@ -115,8 +117,6 @@ def test_shipped_weights_export_to_torchscript(tmp_path):
         str(tmp_path / "model.ts"),
         "--ckpt_file",
         str(BUNDLE / "models" / "model.pt"),
-        "--key_in_ckpt",
-        "model",
         "--meta_file",
         str(CONFIGS / "metadata.json"),
         "--config_file",
@@ -124,7 +124,15 @@ def test_shipped_weights_export_to_torchscript(tmp_path):
         "--bundle_root",
         str(BUNDLE),
     )
-    assert (tmp_path / "model.ts").stat().st_size > 1_000_000
+    exported = torch.jit.load(str(tmp_path / "model.ts"))
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "inference.json"))
+    network = parser.get_parsed_content("network_def")
+    state = torch.load(BUNDLE / "models" / "model.pt", map_location="cpu")
+    network.load_state_dict(state.get("model", state))
+    x = torch.rand(1, 1, 64, 64, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(exported.eval()(x), network.eval()(x), rtol=1e-4, atol=1e-4)
 
 
 def test_metadata_labels_match_manifest():
