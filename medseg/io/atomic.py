@@ -41,6 +41,7 @@ def _umask() -> int:
 def atomic_dir(path: PathLike) -> Iterator[Path]:
     """Yield a temporary folder; on success its files are moved into ``path`` (created if needed)."""
     path = Path(path)
+    created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path))
     os.chmod(tmp, 0o777 & ~_umask())
@@ -50,3 +51,5 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
             os.replace(item, path / item.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if created and not any(path.iterdir()):
+            path.rmdir()  # a failed case leaves no trace, not even the folder we made

@@ -54,3 +54,20 @@ def test_label_to_grid_undoes_a_flip_exactly():
     flipped_affine[1, 3] = 7.0  # row j of the flipped grid is row 7 - j of the original
     out = label_to_grid(label[:, ::-1], flipped_affine, label.shape, affine)
     np.testing.assert_array_equal(out, label)
+
+
+def test_atomic_dir_leaves_nothing_when_the_block_fails(tmp_path):
+    from medseg.io import atomic_dir
+
+    out = tmp_path / "new"
+    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
+        (tmp / "partial.nii.gz").write_bytes(b"x")
+        raise RuntimeError("case failed")
+    assert not out.exists()
+    existing = tmp_path / "kept"
+    existing.mkdir()
+    (existing / "earlier.csv").write_text("a")
+    with pytest.raises(RuntimeError), atomic_dir(existing) as tmp:
+        (tmp / "partial.nii.gz").write_bytes(b"x")
+        raise RuntimeError("case failed")
+    assert [p.name for p in existing.iterdir()] == ["earlier.csv"]
