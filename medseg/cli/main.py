@@ -41,6 +41,12 @@ def _train(args: argparse.Namespace) -> None:
     train(args.bundle, args.overrides, config=args.config)
 
 
+def _dicom_ls(args: argparse.Namespace) -> None:
+    from medseg.workflows.dicom import format_series, list_series
+
+    print(format_series(list_series(args.folder)))
+
+
 def _add_run_options(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--out", default=default_out, help=f"output folder (default: {default_out})")
     p.add_argument(
@@ -65,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", default="abdomen_ct_segmentation", help="bundle name or folder")
     _add_run_options(p, default_out="outputs/segment")
     p.set_defaults(func=_segment)
+
+    p = sub.add_parser("dicom", help="DICOM utilities")
+    dicom = p.add_subparsers(dest="dicom_command", required=True)
+    p = dicom.add_parser("ls", help="list the image series in a folder tree (no patient identifiers)")
+    p.add_argument("folder", help="folder to scan (recursively)")
+    p.set_defaults(func=_dicom_ls)
 
     p = sub.add_parser("train", help="train a bundle with its own train config")
     p.add_argument("bundle", help="bundle name or folder")
