@@ -147,7 +147,15 @@ def _slice_step(series: DicomSeries, normal: np.ndarray, positions: np.ndarray) 
             f"{folder}: non-uniform slice spacing: {distances[i]:.3g} mm between slices {i} and {i + 1} "
             f"(expected {step:.3g} mm; a missing slice?)"
         )
-    return (positions[-1] - positions[0]) / (len(positions) - 1)
+    step_vector = (positions[-1] - positions[0]) / (len(positions) - 1)
+    off_normal = np.linalg.norm(step_vector - normal * np.dot(step_vector, normal))
+    if off_normal > 1e-3 * max(step, 1.0):
+        angle = np.degrees(np.arctan2(off_normal, np.dot(step_vector, normal)))
+        raise GeometryError(
+            f"{folder}: gantry tilt of {angle:.2g} degrees (slices are not stacked along their normal); "
+            "resample the series to an untilted grid first"
+        )
+    return step_vector
 
 
 def _pixels(path: Path) -> np.ndarray:

@@ -70,3 +70,13 @@ def test_non_dicom_file_is_skipped_with_warning(case_b_dicom, tmp_path):
 def test_empty_folder_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no DICOM image files"):
         read_image(tmp_path)
+
+
+def test_gantry_tilt_is_refused(case_b_dicom, tmp_path):
+    for src in case_b_dicom.iterdir():
+        ds = pydicom.dcmread(src)
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [x, y + 0.35 * (z + 804.5), z]  # 0.35 mm per mm: about 19 degrees
+        ds.save_as(tmp_path / src.name)
+    with pytest.raises(GeometryError, match="gantry tilt of 19 degrees"):
+        read_image(tmp_path)
