@@ -93,9 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.debug:
         warnings.filterwarnings("ignore")
-        if args.command != "train":  # library chatter is not for users; training logs are
-            for noisy in ("monai", "pydicom", "ignite"):
-                logging.getLogger(noisy).setLevel(logging.ERROR)
+        if args.command != "train":  # library chatter is not for users (training logs are)
+            logging.disable(logging.WARNING)
     from medseg.errors import MedsegError
 
     try:
