@@ -47,6 +47,15 @@ class DicomSeries:
     def __len__(self) -> int:
         return len(self.files)
 
+    def normal(self) -> np.ndarray:
+        """Unit normal (LPS) of the first slice: row direction x column direction."""
+        iop = np.asarray(self.headers[0].ImageOrientationPatient, float)
+        return np.cross(iop[:3], iop[3:])
+
+    def positions(self) -> np.ndarray:
+        """ImagePositionPatient of every file, ``(N, 3)`` in file order."""
+        return np.array([np.asarray(h.ImagePositionPatient, float) for h in self.headers])
+
 
 def is_dicom_dir(path: PathLike) -> bool:
     return Path(path).is_dir()
@@ -123,9 +132,7 @@ def _slice_order(series: DicomSeries) -> tuple[np.ndarray, np.ndarray, np.ndarra
     sizes = {(int(h.Rows), int(h.Columns)) for h in series.headers}
     if len(sizes) > 1:
         raise GeometryError(f"{series.files[0].parent}: mixed image sizes {sorted(sizes)} in one series")
-    iop = np.asarray(series.headers[0].ImageOrientationPatient, float)
-    normal = np.cross(iop[:3], iop[3:])
-    positions = np.array([np.asarray(h.ImagePositionPatient, float) for h in series.headers])
+    normal, positions = series.normal(), series.positions()
     order = np.argsort(positions @ normal, kind="stable")
     return order, normal, positions[order]
 

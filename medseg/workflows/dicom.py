@@ -11,11 +11,9 @@ from medseg.typing import PathLike
 def series_row(index: int, series: DicomSeries) -> dict:
     """Index, UID, modality, description, size, pixel spacing, slice count and spacing of one series."""
     first = series.headers[0]
-    positions = sorted(
-        float(np.dot(h.ImagePositionPatient, np.cross(*np.reshape(h.ImageOrientationPatient, (2, 3)))))
-        for h in series.headers
-    )
-    step = float(np.median(np.diff(positions))) if len(positions) > 1 else float("nan")
+    # Listing must work on series the reader would refuse, so no geometry checks here.
+    distances = np.sort(series.positions() @ series.normal())
+    step = float(np.median(np.diff(distances))) if len(distances) > 1 else float("nan")
     return {
         "index": index,
         "uid": str(first.get("SeriesInstanceUID", "") or "(blank)"),
