@@ -1,9 +1,10 @@
 """DICOM folders: find the series in a folder tree and read one into ``(array, geometry)``.
 
-pydicom decodes the pixels (JPEG2000/JPEG-LS/RLE through the pylibjpeg plugins); the
-grouping, slice ordering and affine are done here because neither pydicom nor MONAI's
-PydicomReader sorts along the slice normal or refuses gaps. SimpleITK's ImageSeriesReader
-is the reference the tests compare against.
+pydicom parses and decodes (JPEG2000/JPEG-LS/RLE through the pylibjpeg and pyjpegls plugins);
+the grouping, slice ordering and checks are done here because neither pydicom, MONAI's
+PydicomReader nor highdicom's ``get_volume_from_series`` names the gap, tilt or mix that makes
+a series unusable. Enhanced multi-frame objects are read by highdicom (``dicom_multiframe``).
+SimpleITK's ImageSeriesReader and dcm2niix are the references the tests compare against.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from medseg.errors import GeometryError, InputError
+from medseg.io.dicom_multiframe import (
+    frame_orientation,
+    frame_positions,
+    functional_group,
+    is_multiframe,
+    read_multiframe,
+)
+from medseg.io.dicom_pixels import read_volume
 from medseg.io.geometry import LPS_TO_RAS, Geometry
 from medseg.typing import PathLike
 
@@ -26,6 +35,10 @@ log = logging.getLogger(__name__)
 
 # Relative tolerance on slice spacing before a series counts as non-uniform (a gap).
 SPACING_RTOL = 0.01
+# Headers are parsed once; larger values (PixelData) are read from the file when needed.
+DEFER_SIZE = 4096
+# Objects with pixels and positions that are not images to segment: Segmentation, Label Map SEG.
+NOT_IMAGES = {"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"}
 
 
 @dataclass
@@ -44,17 +57,38 @@ class DicomSeries:
     def description(self) -> str:
         return str(self.headers[0].get("SeriesDescription", ""))
 
+    @property
+    def multiframe(self) -> bool:
+        return is_multiframe(self.headers[0])
+
     def __len__(self) -> int:
-        return len(self.files)
+        """Number of slices (frames of a multi-frame object, else files)."""
+        return int(self.headers[0].NumberOfFrames) if self.multiframe else len(self.files)
+
+    def orientation(self) -> np.ndarray:
+        """ImageOrientationPatient of the first slice: row then column direction cosines (LPS)."""
+        if self.multiframe:
+            return frame_orientation(self.headers[0])
+        return np.asarray(self.headers[0].ImageOrientationPatient, float)
 
     def normal(self) -> np.ndarray:
         """Unit normal (LPS) of the first slice: row direction x column direction."""
-        iop = np.asarray(self.headers[0].ImageOrientationPatient, float)
+        iop = self.orientation()
         return np.cross(iop[:3], iop[3:])
 
     def positions(self) -> np.ndarray:
-        """ImagePositionPatient of every file, ``(N, 3)`` in file order."""
+        """ImagePositionPatient of every slice, ``(N, 3)`` in file (or frame) order."""
+        if self.multiframe:
+            return frame_positions(self.headers[0])
         return np.array([np.asarray(h.ImagePositionPatient, float) for h in self.headers])
+
+    def pixel_spacing(self) -> tuple[float, float]:
+        """(row spacing, column spacing) in mm, as DICOM's PixelSpacing."""
+        ds = self.headers[0]
+        if self.multiframe:
+            ds = functional_group(ds, "PixelMeasuresSequence", 0)
+        row, col = (float(v) for v in ds.PixelSpacing)
+        return row, col
 
 
 def is_dicom_dir(path: PathLike) -> bool:
@@ -62,6 +96,8 @@ def is_dicom_dir(path: PathLike) -> bool:
 
 
 def _series_key(ds: Dataset) -> str:
+    if is_multiframe(ds):  # one enhanced object is one volume, even when it shares a series
+        return f"{ds.get('SeriesInstanceUID', '')}/{ds.get('SOPInstanceUID', '') or ds.filename}"
     uid = str(ds.get("SeriesInstanceUID", "") or "")
     if uid:
         return uid
@@ -90,18 +126,24 @@ def find_series(folder: PathLike) -> list[DicomSeries]:
     series: dict[str, DicomSeries] = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            ds = pydicom.dcmread(path, defer_size=DEFER_SIZE)
         except (InvalidDicomError, EOFError, OSError, ValueError, KeyError) as err:
             warnings.warn(f"{path}: skipped, not a DICOM file ({type(err).__name__})", stacklevel=2)
             continue
-        if "ImagePositionPatient" not in ds or "Rows" not in ds:
-            continue  # not an image slice (SR, presentation state, DICOMDIR...)
+        if not _is_image(ds):
+            continue  # SR, presentation state, SEG, DICOMDIR...
         entry = series.setdefault(_series_key(ds), DicomSeries(_series_key(ds)))
         entry.headers.append(ds)
         entry.files.append(path)
     if not series:
         raise InputError(f"{folder}: no DICOM image files found")
     return sorted(series.values(), key=lambda s: (-len(s), s.key))
+
+
+def _is_image(ds: Dataset) -> bool:
+    if "Rows" not in ds or str(ds.get("SOPClassUID", "")) in NOT_IMAGES:
+        return False
+    return "ImagePositionPatient" in ds or is_multiframe(ds)
 
 
 def select_series(all_series: list[DicomSeries], folder: PathLike, series: str | int | None) -> DicomSeries:
@@ -132,6 +174,11 @@ def _slice_order(series: DicomSeries) -> tuple[np.ndarray, np.ndarray, np.ndarra
     sizes = {(int(h.Rows), int(h.Columns)) for h in series.headers}
     if len(sizes) > 1:
         raise GeometryError(f"{series.files[0].parent}: mixed image sizes {sorted(sizes)} in one series")
+    spacings = {tuple(np.round(np.asarray(h.PixelSpacing, float), 4)) for h in series.headers}
+    if len(spacings) > 1:
+        raise GeometryError(
+            f"{series.files[0].parent}: mixed pixel spacings {sorted(spacings)} in one series"
+        )
     normal, positions = series.normal(), series.positions()
     order = np.argsort(positions @ normal, kind="stable")
     return order, normal, positions[order]
@@ -165,36 +212,28 @@ def _slice_step(series: DicomSeries, normal: np.ndarray, positions: np.ndarray) 
     return step_vector
 
 
-def _pixels(path: Path) -> np.ndarray:
-    try:
-        ds = pydicom.dcmread(path)
-        pixels = ds.pixel_array
-    except Exception as err:  # pydicom raises many types for truncated or undecodable data
-        raise InputError(f"{path}: cannot decode DICOM pixel data ({type(err).__name__}: {err})") from None
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
-    if slope != 1 or intercept != 0:
-        pixels = pixels.astype(np.float32) * slope + intercept
-    return pixels
+def sorted_slices(series: DicomSeries) -> list[Dataset]:
+    """The headers of a single-frame series in the order ``read_series`` stacks them (k = 0, 1...)."""
+    order, normal, positions = _slice_order(series)
+    _slice_step(series, normal, positions)
+    return [series.headers[int(i)] for i in order]
 
 
 def read_series(series: DicomSeries) -> tuple[np.ndarray, Geometry]:
     """Read one series into an ``(x, y, z)`` array (modality values, HU for CT) and its geometry."""
+    if series.multiframe:
+        return read_multiframe(series.headers[0])
     order, normal, positions = _slice_order(series)
     step = _slice_step(series, normal, positions)
-    first = series.headers[int(order[0])]
-    iop = np.asarray(first.ImageOrientationPatient, float)
-    row_spacing, col_spacing = (float(v) for v in first.PixelSpacing)
+    iop = series.orientation()
+    row_spacing, col_spacing = series.pixel_spacing()
     lps = np.eye(4)
     lps[:3, 0] = iop[:3] * col_spacing  # i runs along a row (columns of the pixel matrix)
     lps[:3, 1] = iop[3:] * row_spacing  # j runs down the rows
     lps[:3, 2] = step
     lps[:3, 3] = positions[0]
-    slices = [_pixels(series.files[int(i)]).T for i in order]
-    volume = np.stack(slices, axis=-1)
-    if volume.dtype.kind == "f" and np.all(np.mod(volume, 1) == 0) and np.abs(volume).max() < 32768:
-        volume = volume.astype(np.int16)
-    return volume, Geometry(LPS_TO_RAS @ lps)
+    volume = read_volume([series.headers[int(i)] for i in order])  # (slices, rows, columns)
+    return volume.transpose(2, 1, 0), Geometry(LPS_TO_RAS @ lps)
 
 
 def read_dicom_folder(folder: PathLike, series: str | int | None = None) -> tuple[np.ndarray, Geometry]:
