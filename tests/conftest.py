@@ -37,3 +37,20 @@ def case_b_reference() -> Path:
 @pytest.fixture(scope="session")
 def case_a() -> tuple[Path, Path]:
     return Path(sample_path("example_ct.nii.gz")), Path(sample_path("example_seg_fast_force_split.nii.gz"))
+
+
+@pytest.fixture(scope="session")
+def case_b_dicom_with_uids(case_b_dicom, tmp_path_factory) -> Path:
+    """Case B as PACS would hold it: the sample was exported with blank Study/Series/SOP UIDs."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    folder = tmp_path_factory.mktemp("case_b_uids")
+    study, series = generate_uid(), generate_uid()
+    for src in sorted(case_b_dicom.iterdir()):
+        ds = pydicom.dcmread(src)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+        ds.save_as(folder / src.name)
+    return folder

@@ -26,9 +26,18 @@ def _segment(args: argparse.Namespace) -> None:
     from medseg.workflows.segment import segment
 
     result = segment(
-        args.image, bundle=args.bundle, out_dir=args.out, device=args.device, progress=not args.quiet
+        args.image,
+        bundle=args.bundle,
+        out_dir=args.out,
+        device=args.device,
+        progress=not args.quiet,
+        series=args.series,
+        formats=args.format,
     )
-    print(f"label map: {result.label_path}")
+    if result.label_path:
+        print(f"label map: {result.label_path}")
+    if "seg" in args.format:
+        print(f"DICOM SEG: {result.seg_path or 'none written (no labelled voxels)'}")
     print(f"volumes:   {result.stats_csv}, {result.stats_json}")
     print(f"overlay:   {result.overlay_png}")
     for row in result.stats:
@@ -69,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("segment", help="segment a NIfTI file or DICOM folder with a bundle")
     p.add_argument("image", help="NIfTI file (.nii/.nii.gz) or folder of one DICOM series")
     p.add_argument("--bundle", default="abdomen_ct_segmentation", help="bundle name or folder")
+    p.add_argument(
+        "--series", default=None, help="series index or UID (prefix) when the folder holds several"
+    )
+    p.add_argument(
+        "--format",
+        default="nifti",
+        help="label map formats, comma-separated: nifti, seg (DICOM SEG; needs a DICOM folder input)",
+    )
     _add_run_options(p, default_out="outputs/segment")
     p.set_defaults(func=_segment)
 

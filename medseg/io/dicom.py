@@ -219,10 +219,8 @@ def sorted_slices(series: DicomSeries) -> list[Dataset]:
     return [series.headers[int(i)] for i in order]
 
 
-def read_series(series: DicomSeries) -> tuple[np.ndarray, Geometry]:
-    """Read one series into an ``(x, y, z)`` array (modality values, HU for CT) and its geometry."""
-    if series.multiframe:
-        return read_multiframe(series.headers[0])
+def series_geometry(series: DicomSeries) -> tuple[list[Dataset], Geometry]:
+    """Check a single-frame series and return its headers in stacking order (k = 0, 1...) and geometry."""
     order, normal, positions = _slice_order(series)
     step = _slice_step(series, normal, positions)
     iop = series.orientation()
@@ -232,8 +230,16 @@ def read_series(series: DicomSeries) -> tuple[np.ndarray, Geometry]:
     lps[:3, 1] = iop[3:] * row_spacing  # j runs down the rows
     lps[:3, 2] = step
     lps[:3, 3] = positions[0]
-    volume = read_volume([series.headers[int(i)] for i in order])  # (slices, rows, columns)
-    return volume.transpose(2, 1, 0), Geometry(LPS_TO_RAS @ lps)
+    return [series.headers[int(i)] for i in order], Geometry(LPS_TO_RAS @ lps)
+
+
+def read_series(series: DicomSeries) -> tuple[np.ndarray, Geometry]:
+    """Read one series into an ``(x, y, z)`` array (modality values, HU for CT) and its geometry."""
+    if series.multiframe:
+        return read_multiframe(series.headers[0])
+    headers, geometry = series_geometry(series)
+    volume = read_volume(headers)  # (slices, rows, columns)
+    return volume.transpose(2, 1, 0), geometry
 
 
 def read_dicom_folder(folder: PathLike, series: str | int | None = None) -> tuple[np.ndarray, Geometry]:

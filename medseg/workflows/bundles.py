@@ -31,10 +31,13 @@ def config_file(bundle: Path, name: str) -> Path:
     raise BundleError(f"{bundle}: bundle has no configs/{name}.json or .yaml")
 
 
+def bundle_metadata(bundle: Path) -> dict:
+    return json.loads((bundle / "configs" / "metadata.json").read_text())
+
+
 def bundle_labels(bundle: Path) -> dict[int, str]:
     """Label id -> name, from the output ``channel_def`` of the bundle's metadata."""
-    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
-    outputs = meta["network_data_format"]["outputs"]
+    outputs = bundle_metadata(bundle)["network_data_format"]["outputs"]
     channel_def = next(iter(outputs.values()))["channel_def"]
     return {int(k): v for k, v in channel_def.items()}
 

@@ -1,8 +1,10 @@
-"""Segment one scan with a bundle: label map on the input grid, volume table, overlay PNG."""
+"""Segment one scan with a bundle: label map (NIfTI and/or DICOM SEG) on the input grid, volume
+table, overlay PNG."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,16 +13,21 @@ import numpy as np
 from medseg.errors import InputError, MedsegError
 from medseg.inference.stats import label_stats, write_table
 from medseg.io import atomic_dir, read_image
+from medseg.io.dicom import DicomSeries, find_series, select_series
+from medseg.io.dicom_seg import check_seg_source, write_seg
 from medseg.io.overlay import save_overlay
 from medseg.typing import PathLike
-from medseg.workflows.bundles import bundle_labels, find_bundle, run_bundle
+from medseg.workflows.bundles import bundle_labels, bundle_metadata, find_bundle, run_bundle
+
+FORMATS = ("nifti", "seg")
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class SegmentResult:
-    label_path: Path
+    label_path: Path | None  # NIfTI label map, if asked for
+    seg_path: Path | None  # DICOM SEG, if asked for and any label was found
     stats_csv: Path
     stats_json: Path
     overlay_png: Path
@@ -44,6 +51,26 @@ def check_volume(path: PathLike, array: np.ndarray, spatial_dims: int = 3) -> No
         raise InputError(f"{path}: image of shape {shape} is not a 3D volume; this bundle segments 3D scans")
 
 
+def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
+    names = formats.split(",") if isinstance(formats, str) else list(formats)
+    names = [n.strip().lower() for n in names if n.strip()]
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown or not names:
+        raise InputError(
+            f"unknown output format {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def seg_source(image: Path, series: str | int | None) -> DicomSeries:
+    """The DICOM series a SEG will reference, checked before any work is done."""
+    if not image.is_dir():
+        raise InputError(f"{image}: --format seg needs a DICOM folder as input (a SEG references its source)")
+    source = select_series(find_series(image), image, series)
+    check_seg_source(source)
+    return source
+
+
 def _root_medseg_error(err: BaseException) -> MedsegError | None:
     """MONAI wraps errors raised inside transforms; find ours in the chain of causes."""
     seen = set()
@@ -61,19 +88,25 @@ def segment(
     out_dir: PathLike = "outputs/segment",
     device: str | None = None,
     progress: bool = True,
+    series: str | int | None = None,
+    formats: str | Sequence[str] = ("nifti",),
 ) -> SegmentResult:
     """Run the bundle's inference config on ``image`` (NIfTI file or DICOM folder) into ``out_dir``.
 
-    Everything is written into a temporary folder first and moved into ``out_dir`` only when the
-    whole case succeeded, so a failure leaves no partial output.
+    ``series`` chooses one series of a folder that holds several (index or UID, as `medseg
+    dicom ls` shows them); ``formats`` is any of ``nifti`` and ``seg`` (DICOM SEG referencing the
+    source series). Everything is written into a temporary folder first and moved into
+    ``out_dir`` only when the whole case succeeded, so a failure leaves no partial output.
     """
     image = Path(image)
-    array, geometry = read_image(image)
-    check_volume(image, array)
+    formats = parse_formats(formats)
     bundle_dir = find_bundle(bundle)
+    source = seg_source(image, series) if "seg" in formats else None
+    array, geometry = read_image(image, series)
+    check_volume(image, array)
     names = bundle_labels(bundle_dir)
     stem = output_stem(image)
-    overrides = {"input_image": str(image), "inferer#progress": progress}
+    overrides = {"input_image": str(image), "input_series": series, "inferer#progress": progress}
     if device:
         overrides["device"] = f"$torch.device('{device}')"
     with atomic_dir(out_dir) as tmp:
@@ -89,9 +122,24 @@ def segment(
         stats = label_stats(label, geometry.affine, names, image=array)
         write_table(stats, tmp / f"{stem}_volumes.csv", tmp / f"{stem}_volumes.json")
         save_overlay(tmp / f"{stem}_overlay.png", array, label, geometry.affine, names)
+        seg_path = None
+        if source is not None:
+            version = str(bundle_metadata(bundle_dir).get("version", "0"))
+            seg_path = write_seg(
+                label,
+                geometry,
+                source,
+                names,
+                tmp / f"{stem}_seg.dcm",
+                algorithm_name=bundle_dir.name,
+                algorithm_version=version,
+            )
+        if "nifti" not in formats:
+            written.unlink()
     out_dir = Path(out_dir)
     return SegmentResult(
-        label_path=out_dir / f"{stem}_seg.nii.gz",
+        label_path=out_dir / written.name if "nifti" in formats else None,
+        seg_path=out_dir / seg_path.name if seg_path else None,
         stats_csv=out_dir / f"{stem}_volumes.csv",
         stats_json=out_dir / f"{stem}_volumes.json",
         overlay_png=out_dir / f"{stem}_overlay.png",
