@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
-from medseg.inference.autocast import AutocastInferer, autocast_dtype
+import importlib
 
-__all__ = ["AutocastInferer", "autocast_dtype"]
+_WHERE = {
+    "AutocastInferer": "autocast",
+    "autocast_dtype": "autocast",
+    "label_stats": "stats",
+    "write_table": "stats",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):  # lazy: the statistics need numpy only, the inferer needs MONAI
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"medseg.inference.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'medseg.inference' has no attribute {name!r}")

@@ -5,10 +5,18 @@ from __future__ import annotations
 from medseg.io.atomic import atomic_dir, atomic_path
 from medseg.io.dicom import DicomSeries, find_series, read_dicom_folder, read_series
 from medseg.io.geometry import Geometry
-from medseg.io.monai_reader import MedsegReader
 from medseg.io.nifti import read_nifti, write_nifti
 from medseg.io.registry import read_image
 from medseg.io.resample import label_to_grid
+
+
+def __getattr__(name: str):  # MONAI loads only when a bundle asks for the reader
+    if name == "MedsegReader":
+        from medseg.io.monai_reader import MedsegReader
+
+        return MedsegReader
+    raise AttributeError(f"module 'medseg.io' has no attribute {name!r}")
+
 
 __all__ = [
     "DicomSeries",

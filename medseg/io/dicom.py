@@ -125,12 +125,8 @@ def find_series(folder: PathLike) -> list[DicomSeries]:
         raise InputError(f"{folder}: not a folder of DICOM files")
     series: dict[str, DicomSeries] = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        try:
-            ds = pydicom.dcmread(path, defer_size=DEFER_SIZE)
-        except (InvalidDicomError, EOFError, OSError, ValueError, KeyError) as err:
-            warnings.warn(f"{path}: skipped, not a DICOM file ({type(err).__name__})", stacklevel=2)
-            continue
-        if not _is_image(ds):
+        ds = _read_header(path)
+        if ds is None or not _is_image(ds):
             continue  # SR, presentation state, SEG, DICOMDIR...
         entry = series.setdefault(_series_key(ds), DicomSeries(_series_key(ds)))
         entry.headers.append(ds)
@@ -138,6 +134,26 @@ def find_series(folder: PathLike) -> list[DicomSeries]:
     if not series:
         raise InputError(f"{folder}: no DICOM image files found")
     return sorted(series.values(), key=lambda s: (-len(s), s.key))
+
+
+def _read_header(path: Path) -> Dataset | None:
+    """The header of a DICOM file (pixels deferred); ``None`` with a warning for other files.
+
+    pydicom only *warns* when a file ends inside its data set; a file that starts like DICOM
+    but is cut short is an error here, because skipping it would turn it into a missing slice.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "error", message=".*(End of file|[Tt]runcated|delimiter)", category=UserWarning
+        )
+        try:
+            return pydicom.dcmread(path, defer_size=DEFER_SIZE)
+        except InvalidDicomError:  # no DICM preamble: another kind of file
+            warnings.warn(f"{path}: skipped, not a DICOM file", stacklevel=3)
+            return None
+        except (UserWarning, EOFError, OSError, ValueError, KeyError, TypeError) as err:
+            reason = str(err).split(" in file ")[0]  # pydicom repeats the file name
+            raise InputError(f"{path}: truncated or corrupt DICOM file ({reason})") from None
 
 
 def _is_image(ds: Dataset) -> bool:

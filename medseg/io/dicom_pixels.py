@@ -64,7 +64,9 @@ def apply_rescale(stored: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray
         return stored
     if not (np.all(np.mod(slopes, 1) == 0) and np.all(np.mod(intercepts, 1) == 0)):
         scale = (slice(None),) + (None,) * (stored.ndim - 1)
-        return stored.astype(np.float32) * slopes[scale].astype(np.float32) + intercepts[scale]
+        # Both float32: a float64 intercept would silently promote the whole volume to float64.
+        slopes32, intercepts32 = (v[scale].astype(np.float32) for v in (slopes, intercepts))
+        return stored.astype(np.float32) * slopes32 + intercepts32
     flat = stored.reshape(len(stored), -1)
     lo, hi = flat.min(1), flat.max(1)
     ends = np.stack([lo * slopes + intercepts, hi * slopes + intercepts])

@@ -1,10 +1,24 @@
-"""Workflows: the functions behind each CLI command, callable from tests and notebooks."""
+"""Workflows: the functions behind each CLI command, callable from tests and notebooks.
+
+Imported on use, so that a CLI command that fails on its input says so before MONAI loads.
+"""
 
 from __future__ import annotations
 
-from medseg.workflows.bundles import bundle_labels, find_bundle, run_bundle
-from medseg.workflows.demo import demo
-from medseg.workflows.segment import segment
-from medseg.workflows.train import train
+import importlib
 
-__all__ = ["bundle_labels", "demo", "find_bundle", "run_bundle", "segment", "train"]
+_WHERE = {
+    "bundle_labels": "bundles",
+    "find_bundle": "bundles",
+    "run_bundle": "bundles",
+    "demo": "demo",
+    "segment": "segment",
+    "train": "train",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"medseg.workflows.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'medseg.workflows' has no attribute {name!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import shutil
 import subprocess
 import sys
 
@@ -46,6 +47,50 @@ def make_pdf(tmp_path, case_a):
     return path
 
 
+def copy_case_b(tmp_path):
+    from medseg.data import sample_path
+
+    folder = tmp_path / "dicom_in"
+    shutil.copytree(sample_path("example_ct_dicom"), folder)
+    return folder
+
+
+def make_empty_dicom_dir(tmp_path, case_a):
+    (tmp_path / "empty_dir").mkdir()
+    return tmp_path / "empty_dir"
+
+
+def make_one_slice_series(tmp_path, case_a):
+    folder = copy_case_b(tmp_path)
+    for path in sorted(folder.iterdir())[1:]:
+        path.unlink()
+    return folder
+
+
+def make_corrupt_slice(tmp_path, case_a):
+    folder = copy_case_b(tmp_path)
+    victim = sorted(folder.iterdir())[7]
+    victim.write_bytes(victim.read_bytes()[:20000])
+    return folder
+
+
+def make_missing_slice(tmp_path, case_a):
+    import pydicom
+
+    folder = copy_case_b(tmp_path)
+    by_z = sorted(folder.iterdir(), key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))
+    by_z[5].unlink()
+    return folder
+
+
+def make_two_series(tmp_path, case_a):
+    from medseg.data.synthetic import write_dicom_series
+
+    folder = copy_case_b(tmp_path)
+    write_dicom_series(np.zeros((16, 16, 4), np.int16), np.diag([1.0, 1.0, 2.0, 1.0]), folder / "second")
+    return folder
+
+
 @pytest.mark.parametrize(
     "make, message",
     [
@@ -54,6 +99,11 @@ def make_pdf(tmp_path, case_a):
         (make_pdf, "unsupported image type"),
         (make_2d, "not a 3D volume"),
         (make_truncated, "not a readable NIfTI"),
+        (make_empty_dicom_dir, "no DICOM image files"),
+        (make_one_slice_series, "not a 3D volume"),
+        (make_corrupt_slice, "truncated or corrupt DICOM file"),
+        (make_missing_slice, "4 mm between slices 4 and 5 (expected 2 mm; a missing slice?)"),
+        (make_two_series, "2 series found; choose one with --series INDEX or UID"),
     ],
 )
 def test_bad_input_gives_one_line_and_writes_nothing(tmp_path, case_a, make, message):
@@ -82,3 +132,23 @@ def test_help_on_every_subcommand():
 def test_train_override_must_be_key_value():
     proc = medseg("train", "abdomen_ct_segmentation", "max_epochs")
     assert proc.returncode == 2 and "max_epochs: overrides are key=value" in proc.stderr
+
+
+def test_dicom_seg_needs_source_uids(case_b_dicom, tmp_path):
+    """The sample was exported with blank UIDs: refused before any inference, nothing written."""
+    proc = medseg("segment", str(case_b_dicom), "--format", "nifti,seg", "--out", str(tmp_path / "o"))
+    assert (
+        proc.returncode == 2 and "blank StudyInstanceUID" in proc.stderr and "--format nifti" in proc.stderr
+    )
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_dicom_seg_needs_a_dicom_input(case_a, tmp_path):
+    proc = medseg("segment", str(case_a[0]), "--format", "seg", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "--format seg needs a DICOM folder" in proc.stderr
+
+
+def test_unknown_format(case_a, tmp_path):
+    proc = medseg("segment", str(case_a[0]), "--format", "nifti,rtss", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "unknown output format rtss" in proc.stderr
