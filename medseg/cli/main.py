@@ -56,6 +56,14 @@ def _dicom_ls(args: argparse.Namespace) -> None:
     print(format_series(list_series(args.folder)))
 
 
+def _dicom_seg(args: argparse.Namespace) -> None:
+    from medseg.workflows.dicom import label_map_to_seg, read_label_names
+
+    names = read_label_names(args.labels, args.bundle)
+    written = label_map_to_seg(args.label, args.dicom_dir, args.out, names, series=args.series)
+    print(f"DICOM SEG: {written}" if written else "no labelled voxels: no SEG written")
+
+
 def _add_run_options(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--out", default=default_out, help=f"output folder (default: {default_out})")
     p.add_argument(
@@ -94,6 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = dicom.add_parser("ls", help="list the image series in a folder tree (no patient identifiers)")
     p.add_argument("folder", help="folder to scan (recursively)")
     p.set_defaults(func=_dicom_ls)
+    p = dicom.add_parser("seg", help="write a label map (NIfTI) as a DICOM SEG referencing its DICOM series")
+    p.add_argument("label", help="label map, NIfTI (any orientation of the same scan)")
+    p.add_argument("dicom_dir", help="folder of the source DICOM series")
+    p.add_argument("--out", required=True, help="SEG file to write, e.g. seg.dcm")
+    p.add_argument("--series", default=None, help="series index or UID when the folder holds several")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--labels", default=None, help='JSON file {"1": "liver", ...} naming the label values')
+    group.add_argument(
+        "--bundle", default="abdomen_ct_segmentation", help="take label names from this bundle (default)"
+    )
+    p.set_defaults(func=_dicom_seg)
 
     p = sub.add_parser("train", help="train a bundle with its own train config")
     p.add_argument("bundle", help="bundle name or folder")

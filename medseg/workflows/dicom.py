@@ -1,12 +1,21 @@
-"""`medseg dicom ls`: what series a folder holds, without patient identifiers."""
+"""`medseg dicom ls` (what series a folder holds, without patient identifiers) and `medseg dicom
+seg` (an existing label map as a DICOM SEG)."""
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
+
 import numpy as np
 
-from medseg.errors import GeometryError
-from medseg.io.dicom import DicomSeries, find_series
+from medseg.errors import GeometryError, InputError
+from medseg.io import label_to_grid, read_image
+from medseg.io.dicom import DicomSeries, find_series, read_series, select_series
+from medseg.io.dicom_seg import check_seg_source, write_seg
 from medseg.typing import PathLike
+
+log = logging.getLogger(__name__)
 
 
 def series_row(index: int, series: DicomSeries) -> dict:
@@ -62,3 +71,46 @@ def format_series(rows: list[dict]) -> str:
 
 def _number(value: float | str) -> str:
     return f"{value:.3g}" if isinstance(value, float) else value
+
+
+def read_label_names(labels: PathLike | None, bundle: PathLike) -> dict[int, str]:
+    """Label names from a JSON file (``{"1": "liver", ...}``) or, by default, from a bundle's metadata."""
+    if labels is None:
+        from medseg.workflows.bundles import bundle_labels, find_bundle
+
+        return {k: v for k, v in bundle_labels(find_bundle(bundle)).items() if k != 0}
+    path = Path(labels)
+    try:
+        return {int(k): str(v) for k, v in json.loads(path.read_text()).items() if int(k) != 0}
+    except (OSError, ValueError, AttributeError) as err:
+        raise InputError(f"{path}: not a JSON object of label value -> name ({err})") from None
+
+
+def label_map_to_seg(
+    label_path: PathLike,
+    dicom_dir: PathLike,
+    out_path: PathLike,
+    names: dict[int, str],
+    series: str | int | None = None,
+) -> Path | None:
+    """Write an existing label map (NIfTI) as a DICOM SEG referencing the series in ``dicom_dir``.
+
+    The label map is brought onto the series' grid by world coordinates (nearest neighbour), so
+    a NIfTI written in another orientation (LAS, RAS...) of the same scan lands voxel for voxel.
+    """
+    source = select_series(find_series(dicom_dir), dicom_dir, series)
+    check_seg_source(source)
+    label, label_geometry = read_image(label_path)
+    if label.dtype.kind == "f" and not np.array_equal(label, np.round(label)):
+        raise InputError(f"{label_path}: label map has non-integer values")
+    image, geometry = read_series(source)
+    if label.shape != image.shape or not np.allclose(label_geometry.affine, geometry.affine, atol=1e-3):
+        log.info("label map resampled onto the DICOM series grid (nearest neighbour)")
+        label = label_to_grid(label, label_geometry.affine, image.shape, geometry.affine)
+    unnamed = sorted(int(v) for v in np.unique(label) if v != 0 and int(v) not in names)
+    if unnamed:
+        shown = ", ".join(map(str, unnamed[:10])) + (", ..." if len(unnamed) > 10 else "")
+        raise InputError(
+            f"{label_path}: label values {shown} have no names (name them in a --labels JSON file)"
+        )
+    return write_seg(label.astype(np.int32), geometry, source, names, out_path)
