@@ -7,26 +7,10 @@ import shutil
 import numpy as np
 import pydicom
 import pytest
-import SimpleITK as sitk
+from dicom_refs import assert_same_as_sitk, sitk_read
 
 from medseg.errors import GeometryError, InputError
 from medseg.io import find_series, read_image
-
-
-def sitk_read(folder):
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
-    return reader.Execute()
-
-
-def assert_same_as_sitk(array, geometry, image):
-    np.testing.assert_array_equal(array, sitk.GetArrayFromImage(image).transpose(2, 1, 0))
-    lps = geometry.lps_affine()
-    np.testing.assert_allclose(lps[:3, 3], image.GetOrigin(), atol=1e-4)
-    np.testing.assert_allclose(geometry.spacing, image.GetSpacing(), atol=1e-4)
-    np.testing.assert_allclose(
-        geometry.direction * [[-1], [-1], [1]], np.reshape(image.GetDirection(), (3, 3)), atol=1e-6
-    )
 
 
 def test_sample_series_matches_simpleitk(case_b_dicom):

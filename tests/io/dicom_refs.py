@@ -1,0 +1,72 @@
+"""The independent readers the DICOM tests compare medseg against: SimpleITK and dcm2niix.
+
+Each reference keeps its own voxel order (dcm2niix flips the rows, medseg and SimpleITK stack
+slices along the normal), so volumes are compared where it cannot matter: voxel by voxel at
+the same world position.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+# Positions are written as 10-digit decimal strings and dcm2niix stores float32 affines.
+WORLD_ATOL = 1e-3
+
+
+def sitk_read(folder: Path, series_uid: str = "") -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
+    return reader.Execute()
+
+
+def assert_same_as_sitk(array, geometry, image, *, slice_spacing: bool = True) -> None:
+    """Values, origin, spacing and direction equal SimpleITK's (which works in LPS).
+
+    ``slice_spacing=False`` skips the third spacing: for a one-slice series SimpleITK reports
+    1.0, not SliceThickness, because one slice has no slice step.
+    """
+    np.testing.assert_array_equal(array, sitk.GetArrayFromImage(image).transpose(2, 1, 0))
+    lps = geometry.lps_affine()
+    np.testing.assert_allclose(lps[:3, 3], image.GetOrigin(), atol=1e-4)
+    count = 3 if slice_spacing else 2
+    np.testing.assert_allclose(geometry.spacing[:count], image.GetSpacing()[:count], atol=1e-4)
+    np.testing.assert_allclose(
+        geometry.direction * [[-1], [-1], [1]], np.reshape(image.GetDirection(), (3, 3)), atol=1e-6
+    )
+
+
+def dcm2niix_read(folder: Path, out_dir: Path) -> nib.Nifti1Image:
+    """Convert ``folder`` with dcm2niix and load the one NIfTI it writes; skip without dcm2niix."""
+    if shutil.which("dcm2niix") is None:
+        pytest.skip("dcm2niix is not installed (apt-get install dcm2niix)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = ["dcm2niix", "-z", "y", "-b", "n", "-f", "out", "-o", str(out_dir), str(folder)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    written = sorted(out_dir.glob("out*.nii.gz"))
+    assert proc.returncode == 0 and len(written) == 1, proc.stdout + proc.stderr
+    return nib.load(written[0])
+
+
+def assert_same_world_grid(array, affine, ref_array, ref_affine) -> None:
+    """Every voxel of ``array`` lies on a voxel of ``ref_array`` (RAS affines) with the same value.
+
+    The two grids must be the same up to a permutation and flips of the axes: each voxel centre
+    maps to an integral reference index, and the voxel counts agree.
+    """
+    assert array.size == ref_array.size, (array.shape, ref_array.shape)
+    ref_array = np.reshape(ref_array, ref_array.shape + (1,) * (3 - ref_array.ndim))
+    ijk = np.indices(array.shape).reshape(3, -1)
+    to_ref = np.linalg.inv(ref_affine) @ affine
+    ref_ijk = to_ref[:3, :3] @ ijk + to_ref[:3, 3:]
+    # Index error per mm of world error is 1/spacing, so a world tolerance bounds this one.
+    np.testing.assert_allclose(ref_ijk, np.round(ref_ijk), atol=WORLD_ATOL * 10)
+    ref_ijk = np.round(ref_ijk).astype(int)
+    assert np.all(ref_ijk >= 0) and np.all(ref_ijk < np.reshape(ref_array.shape, (3, 1)))
+    np.testing.assert_array_equal(array[tuple(ijk)], ref_array[tuple(ref_ijk)])
