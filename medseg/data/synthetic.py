@@ -39,6 +39,8 @@ def _base_dataset(modality: str, uids: dict[str, str]) -> Dataset:
     ds.SeriesDescription = "synthetic phantom"
     ds.Manufacturer = "medseg"
     ds.PositionReferenceIndicator = ""
+    ds.PatientPosition = "HFS"
+    ds.BodyPartExamined = "ABDOMEN"  # unpaired: no Laterality needed
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
