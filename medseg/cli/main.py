@@ -38,6 +38,8 @@ def _segment(args: argparse.Namespace) -> None:
         print(f"label map: {result.label_path}")
     if "seg" in args.format:
         print(f"DICOM SEG: {result.seg_path or 'none written (no labelled voxels)'}")
+    if "rtstruct" in args.format:
+        print(f"RTSTRUCT:  {result.rtstruct_path or 'none written (no labelled voxels)'}")
     print(f"volumes:   {result.stats_csv}, {result.stats_json}")
     print(f"overlay:   {result.overlay_png}")
     for row in result.stats:
@@ -92,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--format",
         default="nifti",
-        help="label map formats, comma-separated: nifti, seg (DICOM SEG; needs a DICOM folder input)",
+        help="label map formats, comma-separated: nifti, seg (DICOM SEG), rtstruct (DICOM RT structure "
+        "set); seg and rtstruct need a DICOM folder input",
     )
     _add_run_options(p, default_out="outputs/segment")
     p.set_defaults(func=_segment)

@@ -92,7 +92,7 @@ def _segment_description(number: int, name: str, algorithm: hd.AlgorithmIdentifi
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm,
         anatomic_regions=[coded.anatomic_region] if coded.anatomic_region else None,
-        display_color=hd.color.CIELabColor.from_rgb(*_palette(number)),
+        display_color=hd.color.CIELabColor.from_rgb(*palette(number)),
     )
     if coded.modifier is not None:  # highdicom has no argument for it; the standard attribute
         description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
@@ -101,7 +101,7 @@ def _segment_description(number: int, name: str, algorithm: hd.AlgorithmIdentifi
     return description
 
 
-def _palette(number: int) -> tuple[int, int, int]:
+def palette(number: int) -> tuple[int, int, int]:
     """The overlay PNG's colours (matplotlib tab10), so viewers show the same colours."""
     import matplotlib
 

@@ -1,5 +1,5 @@
-"""Segment one scan with a bundle: label map (NIfTI and/or DICOM SEG) on the input grid, volume
-table, overlay PNG."""
+"""Segment one scan with a bundle: label map (NIfTI, DICOM SEG, RTSTRUCT) on the input grid,
+volume table, overlay PNG."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from medseg.errors import InputError, MedsegError
 from medseg.inference.stats import label_stats, write_table
 from medseg.io import atomic_dir, read_image
 from medseg.io.dicom import DicomSeries, find_series, select_series
+from medseg.io.dicom_rtstruct import write_rtstruct
 from medseg.io.dicom_seg import check_seg_source, write_seg
 from medseg.io.overlay import save_overlay
 from medseg.typing import PathLike
 from medseg.workflows.bundles import bundle_labels, bundle_metadata, find_bundle, run_bundle
 
-FORMATS = ("nifti", "seg")
+FORMATS = ("nifti", "seg", "rtstruct")
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 class SegmentResult:
     label_path: Path | None  # NIfTI label map, if asked for
     seg_path: Path | None  # DICOM SEG, if asked for and any label was found
+    rtstruct_path: Path | None  # DICOM RTSTRUCT, likewise
     stats_csv: Path
     stats_json: Path
     overlay_png: Path
@@ -62,10 +64,10 @@ def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def seg_source(image: Path, series: str | int | None) -> DicomSeries:
-    """The DICOM series a SEG will reference, checked before any work is done."""
+def seg_source(image: Path, series: str | int | None, fmt: str) -> DicomSeries:
+    """The DICOM series a SEG or RTSTRUCT will reference, checked before any work is done."""
     if not image.is_dir():
-        raise InputError(f"{image}: --format seg needs a DICOM folder as input (a SEG references its source)")
+        raise InputError(f"{image}: --format {fmt} needs a DICOM folder as input (it references its source)")
     source = select_series(find_series(image), image, series)
     check_seg_source(source)
     return source
@@ -94,14 +96,16 @@ def segment(
     """Run the bundle's inference config on ``image`` (NIfTI file or DICOM folder) into ``out_dir``.
 
     ``series`` chooses one series of a folder that holds several (index or UID, as `medseg
-    dicom ls` shows them); ``formats`` is any of ``nifti`` and ``seg`` (DICOM SEG referencing the
-    source series). Everything is written into a temporary folder first and moved into
-    ``out_dir`` only when the whole case succeeded, so a failure leaves no partial output.
+    dicom ls` shows them); ``formats`` is any of ``nifti``, ``seg`` (DICOM SEG referencing the
+    source series) and ``rtstruct`` (RT structure set, likewise). Everything is written into a
+    temporary folder first and moved into ``out_dir`` only when the whole case succeeded, so a
+    failure leaves no partial output.
     """
     image = Path(image)
     formats = parse_formats(formats)
     bundle_dir = find_bundle(bundle)
-    source = seg_source(image, series) if "seg" in formats else None
+    dicom_formats = [f for f in formats if f in ("seg", "rtstruct")]
+    source = seg_source(image, series, dicom_formats[0]) if dicom_formats else None
     array, geometry = read_image(image, series)
     check_volume(image, array)
     names = bundle_labels(bundle_dir)
@@ -122,24 +126,26 @@ def segment(
         stats = label_stats(label, geometry.affine, names, image=array)
         write_table(stats, tmp / f"{stem}_volumes.csv", tmp / f"{stem}_volumes.json")
         save_overlay(tmp / f"{stem}_overlay.png", array, label, geometry.affine, names)
-        seg_path = None
-        if source is not None:
-            version = str(bundle_metadata(bundle_dir).get("version", "0"))
-            seg_path = write_seg(
-                label,
-                geometry,
-                source,
-                names,
-                tmp / f"{stem}_seg.dcm",
-                algorithm_name=bundle_dir.name,
-                algorithm_version=version,
-            )
+        version = str(bundle_metadata(bundle_dir).get("version", "0"))
+        dicom_out = {}
+        for fmt, writer in (("seg", write_seg), ("rtstruct", write_rtstruct)):
+            if fmt in formats:
+                dicom_out[fmt] = writer(
+                    label,
+                    geometry,
+                    source,
+                    names,
+                    tmp / f"{stem}_{fmt}.dcm",
+                    algorithm_name=bundle_dir.name,
+                    algorithm_version=version,
+                )
         if "nifti" not in formats:
             written.unlink()
     out_dir = Path(out_dir)
     return SegmentResult(
         label_path=out_dir / written.name if "nifti" in formats else None,
-        seg_path=out_dir / seg_path.name if seg_path else None,
+        seg_path=out_dir / dicom_out["seg"].name if dicom_out.get("seg") else None,
+        rtstruct_path=out_dir / dicom_out["rtstruct"].name if dicom_out.get("rtstruct") else None,
         stats_csv=out_dir / f"{stem}_volumes.csv",
         stats_json=out_dir / f"{stem}_volumes.json",
         overlay_png=out_dir / f"{stem}_overlay.png",

@@ -1,4 +1,4 @@
-"""`medseg segment DICOM_DIR --series ... --format nifti,seg` end to end on case B.
+"""`medseg segment DICOM_DIR --series ... --format nifti,seg,rtstruct` end to end on case B.
 
 The folder holds two series (case B with its UIDs restored, and a small synthetic one), so the
 series must be chosen. The SEG is decoded by pydicom onto SimpleITK's grid of the series and
@@ -36,7 +36,7 @@ def run(case_b_dicom_with_uids, tmp_path_factory):
         "--series",
         uid[:40],
         "--format",
-        "nifti,seg",
+        "nifti,seg,rtstruct",
         "--out",
         str(out),
         "--quiet",
@@ -81,6 +81,7 @@ def test_outputs_and_summary(run):
     folder, out, stdout = run
     assert sorted(p.name for p in out.iterdir()) == [
         "study_overlay.png",
+        "study_rtstruct.dcm",
         "study_seg.dcm",
         "study_seg.nii.gz",
         "study_volumes.csv",
@@ -104,8 +105,18 @@ def test_seg_equals_nifti_label_map(run):
     assert ds.SeriesDescription == "Segmentation (abdomen_ct_segmentation)"
 
 
-def test_seg_passes_dciodvfy(run):
+@pytest.mark.parametrize("name", ["study_seg.dcm", "study_rtstruct.dcm"])
+def test_dicom_outputs_pass_dciodvfy(run, name):
     if shutil.which("dciodvfy") is None:
         pytest.skip("dciodvfy (Debian package dicom3tools) is not installed")
-    proc = subprocess.run(["dciodvfy", str(run[1] / "study_seg.dcm")], capture_output=True, text=True)
+    proc = subprocess.run(["dciodvfy", str(run[1] / name)], capture_output=True, text=True)
     assert [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")] == []
+
+
+def test_rtstruct_names_the_same_structures_as_the_seg(run):
+    out = run[1]
+    seg = pydicom.dcmread(out / "study_seg.dcm", stop_before_pixels=True)
+    rtstruct = pydicom.dcmread(out / "study_rtstruct.dcm")
+    assert [r.ROIName for r in rtstruct.StructureSetROISequence] == [
+        s.SegmentLabel for s in seg.SegmentSequence
+    ]
