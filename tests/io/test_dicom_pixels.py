@@ -23,7 +23,7 @@ from pydicom.uid import (
 from medseg.data.synthetic import write_dicom_series
 from medseg.errors import InputError
 from medseg.io import read_image
-from medseg.io.dicom_pixels import apply_rescale, stored_values
+from medseg.io.dicom_pixels import apply_rescale, read_volume, stored_values
 
 RNG_SEED = 0
 
@@ -63,6 +63,23 @@ def test_native_values_equal_pydicom(monkeypatch, allocated, stored, signed):
     values = stored_values(ds)
     assert values.dtype == expected.dtype
     np.testing.assert_array_equal(values, expected)
+
+
+@pytest.mark.parametrize(
+    ("allocated", "stored", "signed"),
+    [(16, 12, False), (16, 12, True), (16, 16, True), (8, 8, False)],
+)
+def test_volume_read_from_files_equals_pydicom(tmp_path, allocated, stored, signed):
+    """Slices after the first are read from the file straight into the volume: same values."""
+    rng = np.random.default_rng(RNG_SEED)
+    headers, expected = [], []
+    for k in range(3):
+        raw = rng.integers(0, 2**allocated, (6, 10)).astype(f"<u{allocated // 8}")
+        path = tmp_path / f"{k}.dcm"
+        _native_dataset(allocated, stored, signed, raw).save_as(path, enforce_file_format=True)
+        expected.append(pydicom.dcmread(path).pixel_array)
+        headers.append(pydicom.dcmread(path, defer_size=16))
+    np.testing.assert_array_equal(read_volume(headers), np.stack(expected))
 
 
 def _float64_rescale(stored: np.ndarray, slopes, intercepts) -> np.ndarray:
