@@ -1,1 +1,7 @@
-"""Weighted losses (issue 4)."""
+"""Losses MONAI does not ship: cross-entropy with a per-pixel weight map, alone or with Dice."""
+
+from __future__ import annotations
+
+from medseg.losses.weighted import WeightedCrossEntropyLoss, WeightedDiceCELoss, split_target
+
+__all__ = ["WeightedCrossEntropyLoss", "WeightedDiceCELoss", "split_target"]
