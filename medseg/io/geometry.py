@@ -14,7 +14,7 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 @dataclass(frozen=True)
 class Geometry:
-    """Voxel-to-world mapping of a volume, in RAS millimetres.
+    """Voxel-to-world mapping of a volume, in RAS millimetres (micrometres for microscopy TIFF).
 
     ``affine @ [i, j, k, 1]`` is the RAS position of voxel ``array[i, j, k]``.
     """
