@@ -1,1 +1,7 @@
-"""Networks: original U-Net, Mask R-CNN parts (later issues)."""
+"""Networks MONAI does not ship: the original unpadded U-Net (2D/3D) and its size arithmetic."""
+
+from __future__ import annotations
+
+from medseg.networks.unet_valid import UNetValid, input_size_for_output, output_size, valid_input_size
+
+__all__ = ["UNetValid", "input_size_for_output", "output_size", "valid_input_size"]
