@@ -90,7 +90,5 @@ class OverlapTileInferer(Inferer):
 
         result = overlap_tile_inference(inputs, run, self.tile_size, self.batch_size, self.mode)
         if isinstance(inputs, MetaTensor):  # keep the image's meta (affine...) for post-processing
-            result = MetaTensor(
-                result, meta=inputs.meta, applied_operations=inputs.applied_operations
-            )
+            result = MetaTensor(result, meta=inputs.meta, applied_operations=inputs.applied_operations)
         return result
