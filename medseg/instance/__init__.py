@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from medseg.instance.touching import check_instances, classes_to_instances, instances_to_classes
+from medseg.instance.labels import check_instances
+from medseg.instance.touching import classes_to_instances, instances_to_classes
 
 __all__ = ["check_instances", "classes_to_instances", "instances_to_classes"]

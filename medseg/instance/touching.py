@@ -15,24 +15,9 @@ from scipy import ndimage
 from skimage.segmentation import find_boundaries, relabel_sequential, watershed
 
 from medseg.errors import InputError
+from medseg.instance.labels import check_instances
 
 BACKGROUND, INTERIOR, BORDER = 0, 1, 2
-
-
-def check_instances(instances: np.ndarray, name: str = "instance mask") -> np.ndarray:
-    """Integer, non-negative instance ids; float masks holding whole numbers are accepted."""
-    array = np.asarray(instances)
-    if array.dtype.kind == "f":
-        if not np.all(np.isfinite(array)):
-            raise InputError(f"{name} contains NaN or infinite values")
-        if not np.array_equal(array, np.round(array)):
-            raise InputError(f"{name} has non-integer values (expected instance ids 0, 1, 2, ...)")
-        array = array.astype(np.int64)
-    elif array.dtype.kind not in "iub":
-        raise InputError(f"{name} has dtype {array.dtype}; expected integer instance ids")
-    if array.size and array.min() < 0:
-        raise InputError(f"{name} has negative values (expected instance ids 0, 1, 2, ...)")
-    return array
 
 
 def instances_to_classes(instances: np.ndarray, border_width: int = 1) -> np.ndarray:

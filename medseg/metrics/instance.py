@@ -37,6 +37,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from medseg.errors import InputError
+from medseg.instance.labels import check_instances
 
 AP_THRESHOLDS: tuple[float, ...] = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 """0.5:0.05:0.95 as decimals: with ``np.arange``'s 0.6000000000000001 an IoU of exactly 0.6 would miss."""
@@ -96,24 +97,7 @@ class Matching:
 
 
 def _as_labels(labels: np.ndarray, name: str) -> np.ndarray:
-    """The label image as an integer array; floats are accepted when they hold whole numbers (TIFF, NIfTI)."""
-    array = np.asarray(labels)
-    if array.dtype == bool:
-        return array.astype(np.uint8)
-    if np.issubdtype(array.dtype, np.floating):
-        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
-            raise InputError(
-                f"{name}: label image of dtype {array.dtype} holds non-integer values; "
-                "instance labels must be whole numbers (0 = background, one id per object)"
-            )
-        array = array.astype(np.int64)
-    elif not np.issubdtype(array.dtype, np.integer):
-        raise InputError(f"{name}: label image of dtype {array.dtype}; expected integer instance labels")
-    if array.size and array.min() < 0:
-        raise InputError(
-            f"{name}: negative label {array.min()}; instance labels are 0 for background and positive ids"
-        )
-    return array
+    return check_instances(labels, f"{name}: label image")
 
 
 def _check_threshold(iou_threshold: float) -> float:

@@ -38,6 +38,7 @@ from monai.transforms import MapTransform
 from scipy import ndimage
 
 from medseg.errors import InputError
+from medseg.instance.labels import check_instances
 
 # Border terms below this are dropped (set to 0): far under the 1e-4 agreement asked of the map
 # and about the float32 resolution of weights near w0 + 1.
@@ -136,14 +137,7 @@ def _check_instances(instances: np.ndarray) -> np.ndarray:
         raise InputError(f"{what} must be (H, W) or (D, H, W), no channel axis; got shape {array.shape}")
     if array.dtype == bool:
         raise InputError(f"{what} are a boolean mask: give one id per cell (skimage.measure.label(mask))")
-    if array.dtype.kind not in "iuf":
-        raise InputError(f"{what} must be integers, got dtype {array.dtype}")
-    if array.dtype.kind == "f" and np.isnan(array).any():
-        raise InputError(f"{what} contain NaN ({int(np.isnan(array).sum())} pixels)")
-    if array.dtype.kind == "f" and (array != np.round(array)).any():
-        raise InputError(f"{what} must be whole numbers, got e.g. {array[array != np.round(array)][0]!r}")
-    if array.size and array.min() < 0:
-        raise InputError(f"{what} must be >= 0 (0 = background), got {array.min()}")
+    array = check_instances(array, what)
     if array.size and array.max() > np.iinfo(np.int32).max:
         # Only ids are compared, so renumbering is harmless; one int32 kernel compiles once.
         return np.unique(array, return_inverse=True)[1].reshape(array.shape).astype(np.int32)

@@ -86,7 +86,7 @@ def test_min_size_removes_small_components():
     [
         (np.array([[0.0, 1.5]]), "non-integer values"),
         (np.array([[0.0, np.nan]]), "NaN"),
-        (np.array([[0, -1]]), "negative values"),
+        (np.array([[0, -1]]), "negative label -1"),
     ],
 )
 def test_bad_instance_masks(mask, message):
@@ -106,7 +106,9 @@ def test_dictionary_transform_keeps_meta():
     from medseg.transforms.touching import InstancesToClassesd
 
     instances = touching_blobs((32, 40), 6, 6.0)
-    mask = MetaTensor(torch.from_numpy(instances)[None], affine=torch.diag(torch.tensor([0.5, 0.5, 1.0, 1.0])))
+    mask = MetaTensor(
+        torch.from_numpy(instances)[None], affine=torch.diag(torch.tensor([0.5, 0.5, 1.0, 1.0]))
+    )
     out = InstancesToClassesd("instances", name="label")({"instances": mask})
     assert isinstance(out["label"], MetaTensor) and out["label"].shape == (1, 32, 40)
     np.testing.assert_array_equal(out["label"][0].numpy(), instances_to_classes(instances))
