@@ -24,7 +24,7 @@ def check_instances(instances: np.ndarray, name: str = "instance mask") -> np.nd
         if not np.array_equal(array, np.round(array)):
             example = float(array[array != np.round(array)][0])
             raise InputError(
-                f"{name} has non-integer values (e.g. {example:g}); instance ids must be whole numbers 0, 1, 2..."
+                f"{name} has non-integer values (e.g. {example:g}); instance ids are whole numbers 0, 1, 2..."
             )
         array = array.astype(np.int64)
     elif array.dtype.kind not in "iu":
