@@ -7,14 +7,13 @@ SEG decoded by pydicom must hold exactly that.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 
 import numpy as np
-import pydicom
 import pytest
 import SimpleITK as sitk
+from dicom_refs import dciodvfy_errors, decode_seg, sitk_lps_affine, sitk_read
 
 NAMES = {"1": "spleen", "5": "liver", "6": "stomach", "52": "aorta"}
 
@@ -24,37 +23,12 @@ def medseg(*args: str) -> subprocess.CompletedProcess:
 
 
 def reference_on_series_grid(case_b_reference, folder) -> tuple[np.ndarray, sitk.Image]:
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
-    ct = reader.Execute()
+    ct = sitk_read(folder)
     ref = sitk.Resample(
         sitk.ReadImage(str(case_b_reference)), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0
     )
     array = sitk.GetArrayFromImage(ref).transpose(2, 1, 0)  # (x, y, z) like SimpleITK's index
     return np.where(np.isin(array, [int(k) for k in NAMES]), array, 0), ct
-
-
-def decode(path, ct: sitk.Image) -> np.ndarray:
-    ds = pydicom.dcmread(path)
-    value_of = {
-        int(s.SegmentNumber): int({v: k for k, v in NAMES.items()}[s.SegmentLabel])
-        for s in ds.SegmentSequence
-    }
-    lps = np.eye(4)
-    lps[:3, :3] = np.reshape(ct.GetDirection(), (3, 3)) * ct.GetSpacing()
-    lps[:3, 3] = ct.GetOrigin()
-    out = np.zeros(ct.GetSize(), np.int32)
-    for frame, item in zip(
-        ds.pixel_array.reshape(-1, ds.Rows, ds.Columns), ds.PerFrameFunctionalGroupsSequence, strict=True
-    ):
-        k = (
-            np.linalg.inv(lps)
-            @ np.r_[np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float), 1]
-        )[2]
-        out[:, :, round(k)][frame.T > 0] = value_of[
-            int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
-        ]
-    return out
 
 
 def test_label_map_to_seg(case_b_dicom_with_uids, case_b_reference, tmp_path):
@@ -85,10 +59,9 @@ def test_label_map_to_seg(case_b_dicom_with_uids, case_b_reference, tmp_path):
     assert proc.returncode == 0, proc.stderr
     expected, ct = reference_on_series_grid(subset, case_b_dicom_with_uids)
     assert expected.any()
-    np.testing.assert_array_equal(decode(out, ct), expected)
-    if shutil.which("dciodvfy"):
-        run = subprocess.run(["dciodvfy", str(out)], capture_output=True, text=True)
-        assert not [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
+    decoded = decode_seg(out, sitk_lps_affine(ct), ct.GetSize(), {v: int(k) for k, v in NAMES.items()})
+    np.testing.assert_array_equal(decoded, expected)
+    assert dciodvfy_errors(out) == []
 
 
 def test_unnamed_labels_are_a_clear_error(case_b_dicom_with_uids, case_b_reference, tmp_path):

@@ -9,11 +9,11 @@ to the label map by Dice and centroid.
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import numpy as np
 import pydicom
 import pytest
+from dicom_refs import dciodvfy_errors
 from pydicom.data import get_testdata_file
 from pydicom.uid import CTImageStorage, RTStructureSetStorage
 from skimage.draw import disk, polygon
@@ -57,13 +57,6 @@ AFFINES = {
 }
 
 
-def dciodvfy_lines(path) -> list[str]:
-    if shutil.which("dciodvfy") is None:
-        pytest.skip("dciodvfy (Debian package dicom3tools) is not installed")
-    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
-    return (run.stdout + run.stderr).splitlines()
-
-
 def rasterise(ds: pydicom.Dataset, lps_affine: np.ndarray, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
     """Fill every ROI's contours on the grid ``lps_affine``, XOR-ing those of one slice."""
     names = {int(roi.ROINumber): str(roi.ROIName) for roi in ds.StructureSetROISequence}
@@ -104,7 +97,7 @@ def written(request, tmp_path_factory):
 
 def test_dciodvfy_reports_no_errors(written):
     out, _, _ = written
-    assert [line for line in dciodvfy_lines(out) if line.startswith("Error")] == []
+    assert dciodvfy_errors(out) == []
     assert [p.name for p in out.parent.iterdir()] == ["rtstruct.dcm"]  # no temporary left behind
 
 
@@ -190,7 +183,7 @@ def test_multiframe_source_references_frames(tmp_path):
     label = np.zeros(ct.shape, np.uint8)
     label[100:200, 150:300, 1] = 1
     out = write_rtstruct(label, geometry, find_series(tmp_path)[0], NAMES, tmp_path / "out" / "rt.dcm")
-    assert [line for line in dciodvfy_lines(out) if line.startswith("Error")] == []
+    assert dciodvfy_errors(out) == []
     (contour,) = pydicom.dcmread(out).ROIContourSequence[0].ContourSequence
     assert contour.ContourImageSequence[0].ReferencedFrameNumber == 2
     got = rasterise(pydicom.dcmread(out), geometry.lps_affine(), ct.shape)["liver"]

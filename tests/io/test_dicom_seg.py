@@ -8,13 +8,13 @@ through the known affine) and by highdicom (frames per referenced source instanc
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import highdicom as hd
 import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from dicom_refs import dciodvfy_errors, decode_seg
 from pydicom.data import get_testdata_file
 
 from medseg.data.synthetic import write_dicom_series
@@ -28,29 +28,8 @@ NAMES = {1: "liver", 2: "spleen", 3: "kidney_left", 4: "liver_tumor"}
 SHAPE = (24, 20, 8)
 
 
-def dciodvfy_errors(path) -> list[str]:
-    if shutil.which("dciodvfy") is None:
-        pytest.skip("dciodvfy (Debian package dicom3tools) is not installed")
-    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
-    return [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
-
-
 def decode_with_pydicom(path, lps_affine, shape, names=NAMES) -> np.ndarray:
-    """Rebuild the label map on the grid ``lps_affine`` from the SEG's frames and plane positions."""
-    ds = pydicom.dcmread(path)
-    frames = ds.pixel_array.reshape(-1, ds.Rows, ds.Columns)
-    value_of = {
-        int(s.SegmentNumber): {v: k for k, v in names.items()}[s.SegmentLabel] for s in ds.SegmentSequence
-    }
-    out = np.zeros(shape, np.uint8)
-    inverse = np.linalg.inv(lps_affine)
-    for frame, item in zip(frames, ds.PerFrameFunctionalGroupsSequence, strict=True):
-        position = np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float)
-        i, j, k = (inverse @ np.r_[position, 1])[:3]
-        assert abs(i) < 1e-3 and abs(j) < 1e-3 and abs(k - round(k)) < 1e-3
-        number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
-        out[:, :, round(k)][frame.T > 0] = value_of[number]
-    return out
+    return decode_seg(path, lps_affine, shape, {v: k for k, v in names.items()})
 
 
 def phantom_label() -> np.ndarray:

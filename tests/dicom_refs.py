@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 
@@ -70,3 +71,37 @@ def assert_same_world_grid(array, affine, ref_array, ref_affine) -> None:
     ref_ijk = np.round(ref_ijk).astype(int)
     assert np.all(ref_ijk >= 0) and np.all(ref_ijk < np.reshape(ref_array.shape, (3, 1)))
     np.testing.assert_array_equal(array[tuple(ijk)], ref_array[tuple(ref_ijk)])
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """The lines dciodvfy (dicom3tools) flags as errors; skip the test without dciodvfy."""
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (Debian package dicom3tools) is not installed")
+    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
+    return [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
+
+
+def sitk_lps_affine(image: sitk.Image) -> np.ndarray:
+    """SimpleITK's index-to-LPS matrix of ``image``."""
+    lps = np.eye(4)
+    lps[:3, :3] = np.reshape(image.GetDirection(), (3, 3)) * image.GetSpacing()
+    lps[:3, 3] = image.GetOrigin()
+    return lps
+
+
+def decode_seg(path: Path, lps_affine: np.ndarray, shape, value_of_label: dict[str, int]) -> np.ndarray:
+    """A DICOM SEG decoded by pydicom alone onto the grid ``(shape, lps_affine)``: each frame is
+    placed by its PlanePosition (which must fall on a slice of the grid) and painted with the
+    value of its segment's label."""
+    ds = pydicom.dcmread(path)
+    value_of = {int(s.SegmentNumber): value_of_label[s.SegmentLabel] for s in ds.SegmentSequence}
+    frames = ds.pixel_array.reshape(-1, ds.Rows, ds.Columns)
+    inverse = np.linalg.inv(lps_affine)
+    out = np.zeros(shape, np.int32)
+    for frame, item in zip(frames, ds.PerFrameFunctionalGroupsSequence, strict=True):
+        position = np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float)
+        i, j, k = (inverse @ np.r_[position, 1])[:3]
+        assert abs(i) < 1e-3 and abs(j) < 1e-3 and abs(k - round(k)) < 1e-3, "frame off the grid"
+        number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        out[:, :, round(k)][frame.T > 0] = value_of[number]
+    return out
