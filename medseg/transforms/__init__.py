@@ -5,7 +5,7 @@ from __future__ import annotations
 from medseg.transforms.antialias import AntiAliasd, antialias, antialias_sigma
 from medseg.transforms.elastic import RandElasticDeformd, coarse_displacements, dense_field, elastic_deform
 from medseg.transforms.label_intensity import RandLabelIntensityShiftd, shift_label_intensity
-from medseg.transforms.touching import InstancesToClassesd
+from medseg.transforms.touching import ClassesToInstancesd, InstancesToClassesd
 from medseg.transforms.weight_map import (
     UNetWeightMapd,
     balanced_class_weights,
@@ -15,6 +15,7 @@ from medseg.transforms.weight_map import (
 
 __all__ = [
     "AntiAliasd",
+    "ClassesToInstancesd",
     "InstancesToClassesd",
     "RandElasticDeformd",
     "RandLabelIntensityShiftd",

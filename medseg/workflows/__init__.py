@@ -14,6 +14,8 @@ _WHERE = {
     "demo": "demo",
     "segment": "segment",
     "train": "train",
+    "instance_scores": "instances",
+    "InstanceMetricsHandler": "instances",
 }
 __all__ = sorted(_WHERE)
 
