@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medseg.io.atomic import atomic_path
 from medseg.metrics.instance import average_precision, match_dataset
 
 
@@ -105,7 +106,6 @@ class InstanceMetricsHandler:
         scores = {f"{self.prefix}{k}": v for k, v in instance_scores(self.true, self.pred).items()}
         engine.state.metrics.update(scores)
         if self.output_file is not None:
-            path = Path(self.output_file)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(scores, indent=2) + "\n")
+            with atomic_path(self.output_file) as tmp:
+                Path(tmp).write_text(json.dumps(scores, indent=2) + "\n")
         return scores
