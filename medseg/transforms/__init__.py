@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from medseg.transforms.antialias import AntiAliasd, antialias, antialias_sigma
 from medseg.transforms.elastic import RandElasticDeformd, coarse_displacements, dense_field, elastic_deform
+from medseg.transforms.finite import CheckFinited, check_finite
 from medseg.transforms.label_intensity import RandLabelIntensityShiftd, shift_label_intensity
 from medseg.transforms.touching import ClassesToInstancesd, InstancesToClassesd
 from medseg.transforms.weight_map import (
@@ -15,6 +16,7 @@ from medseg.transforms.weight_map import (
 
 __all__ = [
     "AntiAliasd",
+    "CheckFinited",
     "ClassesToInstancesd",
     "InstancesToClassesd",
     "RandElasticDeformd",
@@ -23,6 +25,7 @@ __all__ = [
     "antialias",
     "antialias_sigma",
     "balanced_class_weights",
+    "check_finite",
     "border_cutoff",
     "coarse_displacements",
     "dense_field",
