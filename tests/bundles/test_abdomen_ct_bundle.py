@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from bundle_refs import monai_bundle
 from monai.bundle import ConfigParser
 
 from medseg.data import REPO_ROOT
@@ -17,14 +16,6 @@ from medseg.data import REPO_ROOT
 BUNDLE = REPO_ROOT / "bundles" / "abdomen_ct_segmentation"
 CONFIGS = BUNDLE / "configs"
 SCHEMA = REPO_ROOT / "medseg" / "data" / "schema" / "meta_schema.json"
-
-
-def monai_bundle(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", *args], capture_output=True, text=True, cwd=cwd, timeout=600
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
 
 
 @pytest.fixture(scope="module")

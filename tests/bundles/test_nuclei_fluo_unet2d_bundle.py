@@ -7,14 +7,13 @@ The shipped weights' scores are recomputed here with StarDist's ``matching`` (in
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import nibabel as nib
 import numpy as np
 import pytest
 import tifffile
 import torch
+from bundle_refs import monai_bundle, stardist_scores
 from monai.bundle import ConfigParser, ckpt_export, verify_metadata, verify_net_in_out
 
 from medseg.data import REPO_ROOT, sample_path
@@ -24,14 +23,6 @@ CONFIGS = BUNDLE / "configs"
 SCHEMA = REPO_ROOT / "medseg" / "data" / "schema" / "meta_schema.json"
 EVAL_COLUMNS = slice(336, 512)  # data_manifests/nuclei_2d.json: eval x range, x = TIFF column
 MARGIN = 0.02  # CPU kernels may differ across machines; a changed pipeline moves scores by more
-
-
-def monai_bundle(*args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", *args], capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
 
 
 def meta() -> dict:
@@ -93,22 +84,6 @@ def test_metadata_network_and_export(tmp_path):
     x = torch.rand(1, 1, 284, 284)
     with torch.no_grad():
         torch.testing.assert_close(exported(x), network(x), rtol=1e-4, atol=1e-4)
-
-
-def stardist_scores(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    from stardist.matching import matching
-
-    at = {t: matching(true, pred, thresh=t) for t in np.round(np.arange(0.5, 1.0, 0.05), 2)}
-    m = at[0.5]
-    return {
-        "ap": m.accuracy,
-        "f1": m.f1,
-        "precision": m.precision,
-        "recall": m.recall,
-        "panoptic_quality": m.panoptic_quality,
-        "mean_ap": float(np.mean([s.accuracy for s in at.values()])),
-        "cell_iou": float(np.sum((true > 0) & (pred > 0)) / np.sum((true > 0) | (pred > 0))),
-    }
 
 
 @pytest.mark.slow
