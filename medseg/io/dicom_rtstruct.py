@@ -36,7 +36,7 @@ from medseg.errors import InputError
 from medseg.io.atomic import atomic_path
 from medseg.io.dicom import DicomSeries
 from medseg.io.dicom_codes import ABNORMALITY
-from medseg.io.dicom_seg import check_seg_source, palette, source_frames
+from medseg.io.dicom_seg import check_seg_source, palette, present_labels, source_frames
 from medseg.io.geometry import Geometry
 from medseg.typing import PathLike
 
@@ -210,14 +210,6 @@ def _header(source: Dataset, now: datetime, algorithm_name: str, algorithm_versi
     return ds
 
 
-def _present_labels(frames: np.ndarray, names: Mapping[int, str]) -> list[int]:
-    present = [int(v) for v in np.unique(frames) if v != 0]
-    unnamed = [v for v in present if v not in names]
-    if unnamed:
-        raise InputError(f"label values {unnamed} have no names (known: {sorted(names)})")
-    return present
-
-
 def write_rtstruct(
     label: np.ndarray,
     geometry: Geometry,
@@ -235,7 +227,7 @@ def write_rtstruct(
     """
     check_seg_source(series)
     frames = source_frames(label, geometry, series)
-    present = _present_labels(frames, names)
+    present = present_labels(frames, names)
     if not present:
         log.info("no labelled voxels: no RTSTRUCT written")
         return None

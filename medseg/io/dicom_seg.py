@@ -82,6 +82,15 @@ def source_frames(label: np.ndarray, geometry: Geometry, series: DicomSeries) ->
     return np.ascontiguousarray(label[:, :, k].transpose(2, 1, 0))
 
 
+def present_labels(frames: np.ndarray, names: Mapping[int, str]) -> list[int]:
+    """The non-zero label values in ``frames``, each of which must have a name."""
+    present = [int(v) for v in np.unique(frames) if v != 0]
+    unnamed = [v for v in present if v not in names]
+    if unnamed:
+        raise InputError(f"label values {unnamed} have no names (known: {sorted(names)})")
+    return present
+
+
 def _segment_description(number: int, name: str, algorithm: hd.AlgorithmIdentificationSequence) -> Dataset:
     coded = segment_codes(name)
     description = hd.seg.SegmentDescription(
@@ -126,13 +135,10 @@ def write_seg(
     """
     check_seg_source(series)
     frames = source_frames(label, geometry, series)
-    present = [int(v) for v in np.unique(frames) if v != 0]
+    present = present_labels(frames, names)
     if not present:
         log.info("no labelled voxels: no SEG written")
         return None
-    unnamed = [v for v in present if v not in names]
-    if unnamed:
-        raise InputError(f"label values {unnamed} have no names (known: {sorted(names)})")
     lut = np.zeros(int(frames.max()) + 1, np.uint16)
     lut[present] = np.arange(1, len(present) + 1)
     algorithm = hd.AlgorithmIdentificationSequence(

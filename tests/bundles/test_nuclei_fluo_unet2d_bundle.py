@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 
-import nibabel as nib
-import numpy as np
 import pytest
 import tifffile
 import torch
-from bundle_refs import monai_bundle, stardist_scores
+from bundle_refs import check_shipped_scores, monai_bundle
 from monai.bundle import ConfigParser, ckpt_export, verify_metadata, verify_net_in_out
 
 from medseg.data import REPO_ROOT, sample_path
@@ -90,37 +88,4 @@ def test_metadata_network_and_export(tmp_path):
 def test_shipped_weights_reach_reported_scores(tmp_path):
     image = tifffile.imread(sample_path("img2d.tif", "nuclei_2d"))[:, EVAL_COLUMNS]
     true = tifffile.imread(sample_path("mask2d.tif", "nuclei_2d"))[:, EVAL_COLUMNS]
-    tifffile.imwrite(tmp_path / "eval_part.tif", image)
-    monai_bundle(
-        "run",
-        "--config_file",
-        str(CONFIGS / "inference.json"),
-        "--bundle_root",
-        str(BUNDLE),
-        "--input_image",
-        str(tmp_path / "eval_part.tif"),
-        "--output_dir",
-        str(tmp_path / "out"),
-    )
-    # The bundle writes medseg's (x, y) order; tifffile reads (y, x).
-    pred = np.asarray(nib.load(tmp_path / "out" / "eval_part_instances.nii.gz").dataobj).T
-    assert pred.shape == true.shape
-    scores = stardist_scores(true, pred)
-
-    reported = meta()["eval_metrics"]
-    for name in ("ap", "f1", "mean_ap", "panoptic_quality", "cell_iou"):
-        assert scores[name] >= reported[f"eval_{name}_with_weight_map"] - MARGIN, (name, scores, reported)
-
-    # The bundle's own evaluation (evaluate.json overlay, medseg.metrics) agrees with StarDist's.
-    monai_bundle(
-        "run",
-        "--config_file",
-        f"['{CONFIGS / 'train.json'}','{CONFIGS / 'evaluate.json'}']",
-        "--bundle_root",
-        str(BUNDLE),
-        "--output_dir",
-        str(tmp_path / "eval"),
-    )
-    bundle_scores = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    for name, value in scores.items():
-        assert bundle_scores[name] == pytest.approx(value, abs=1e-6), name
+    check_shipped_scores(BUNDLE, image, true, tmp_path, MARGIN)
