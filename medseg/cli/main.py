@@ -22,16 +22,52 @@ def _demo(args: argparse.Namespace) -> None:
     print(format_dice(summary["dice"]))
 
 
-def _segment(args: argparse.Namespace) -> None:
+def _segment(args: argparse.Namespace) -> int:
+    from medseg.workflows.cases import expand_inputs
+
+    cases = expand_inputs(args.image, series=args.series, all_series=args.all_series)
+    if len(cases) == 1 and not args.resume:
+        return _segment_one(args, cases[0])
+    from medseg.workflows.batch import segment_many
+
+    def report(result) -> None:
+        reason = f": {result.reason}" if result.reason else ""
+        print(f"{result.case}: {result.status} ({result.seconds:.1f} s){reason}", flush=True)
+
+    results = segment_many(
+        cases,
+        bundle=args.bundle,
+        out_dir=args.out,
+        device=args.device,
+        formats=args.format,
+        resume=args.resume,
+        progress=not args.quiet,
+        on_case=report,
+    )
+    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+    done = [r.seconds for r in results if r.status == "done"]
+    mean = f"; {sum(done) / len(done):.1f} s per case" if done else ""
+    print(
+        f"{len(results)} cases: {counts['done']} done, {counts['skipped']} skipped (already done), "
+        f"{counts['failed']} failed{mean}"
+    )
+    for r in results:
+        if r.status == "failed":
+            print(f"  failed: {r.case}: {r.reason}")
+    print(f"summary:   {args.out}/summary.csv, {args.out}/summary.json")
+    return 1 if counts["failed"] else 0
+
+
+def _segment_one(args: argparse.Namespace, case) -> int:
     from medseg.workflows.segment import segment
 
     result = segment(
-        args.image,
+        case.image,
         bundle=args.bundle,
         out_dir=args.out,
         device=args.device,
         progress=not args.quiet,
-        series=args.series,
+        series=case.series,
         formats=args.format,
     )
     if result.label_path:
@@ -44,6 +80,7 @@ def _segment(args: argparse.Namespace) -> None:
     print(f"overlay:   {result.overlay_png}")
     for row in result.stats:
         print(f"  {row['name']:<14}{row['volume_ml']:>10.1f} mL")
+    return 0
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -85,12 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p, default_out="outputs/demo")
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("segment", help="segment a NIfTI file or DICOM folder with a bundle")
-    p.add_argument("image", help="NIfTI file (.nii/.nii.gz) or folder of one DICOM series")
+    p = sub.add_parser("segment", help="segment NIfTI files or DICOM folders with a bundle")
+    p.add_argument(
+        "image",
+        nargs="+",
+        help="NIfTI file, DICOM series folder, folder of NIfTI files, glob pattern (quoted) or JSON "
+        "datalist; several are segmented one after the other",
+    )
     p.add_argument("--bundle", default="abdomen_ct_segmentation", help="bundle name or folder")
     p.add_argument(
         "--series", default=None, help="series index or UID (prefix) when the folder holds several"
     )
+    p.add_argument(
+        "--all-series", action="store_true", help="segment every series of a DICOM folder (one case each)"
+    )
+    p.add_argument("--resume", action="store_true", help="skip cases whose outputs are already in --out")
     p.add_argument(
         "--format",
         default="nifti",
@@ -137,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     from medseg.errors import MedsegError
 
     try:
-        args.func(args)
+        code = args.func(args) or 0
     except MedsegError as err:
         if args.debug:
             raise
@@ -146,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("medseg: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -8,6 +8,11 @@ _WHERE = {
     "AutocastInferer": "autocast",
     "autocast_dtype": "autocast",
     "label_stats": "stats",
+    "OverlapTileInferer": "overlap_tile",
+    "SlidingWindowPredictor": "predictor",
+    "sliding_window_predict": "predictor",
+    "postprocess_labels": "postprocess",
+    "PostprocessLabelsd": "postprocess",
     "write_table": "stats",
 }
 __all__ = sorted(_WHERE)

@@ -42,14 +42,15 @@ def bundle_labels(bundle: Path) -> dict[int, str]:
     return {int(k): v for k, v in channel_def.items()}
 
 
-def run_bundle(
+def load_bundle(
     bundle: Path,
     configs: list[str],
     overrides: dict[str, Any],
     workflow_type: str,
     bundle_logging: bool = False,
 ):
-    """Run ``configs`` (later ones override earlier ones) as MONAI's ``monai.bundle run`` would.
+    """Parse and initialise ``configs`` (later ones override earlier ones) with MONAI's
+    ``ConfigWorkflow``, as ``monai.bundle run`` would; the caller runs and finalises it.
 
     ``bundle_logging`` applies the bundle's ``configs/logging.conf`` (training logs); otherwise
     MONAI's logging set-up is skipped and the caller's stays in force.
@@ -66,6 +67,18 @@ def run_bundle(
         **overrides,
     )
     workflow.initialize()
+    return workflow
+
+
+def run_bundle(
+    bundle: Path,
+    configs: list[str],
+    overrides: dict[str, Any],
+    workflow_type: str,
+    bundle_logging: bool = False,
+):
+    """Run ``configs`` as MONAI's ``monai.bundle run`` would (see ``load_bundle``)."""
+    workflow = load_bundle(bundle, configs, overrides, workflow_type, bundle_logging)
     try:
         workflow.run()
     finally:

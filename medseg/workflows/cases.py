@@ -1,0 +1,102 @@
+"""Turn what a user typed (files, folders, globs, a datalist) into a list of cases to segment."""
+
+from __future__ import annotations
+
+import glob
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from medseg.errors import InputError
+from medseg.typing import PathLike
+
+NIFTI = (".nii.gz", ".nii")
+DATALIST_KEYS = ("test", "testing", "validation", "training")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str  # output file stem, unique within a run
+    image: Path  # NIfTI or TIFF file, or DICOM folder
+    series: str | int | None = None  # which series of a DICOM folder
+
+
+def image_stem(path: PathLike) -> str:
+    name = Path(path).name
+    for suffix in (*NIFTI, ".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(NIFTI)
+
+
+def _datalist(path: Path) -> list[Path]:
+    """Images of a Decathlon-style datalist (its first list of test, testing, validation or
+    training), or of a plain JSON list of paths or ``{"image": ...}`` items; relative to the file."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: not a readable JSON datalist ({err})") from None
+    if isinstance(data, dict):
+        key = next((k for k in DATALIST_KEYS if isinstance(data.get(k), list)), None)
+        if key is None:
+            raise InputError(f"{path}: datalist has none of the lists {', '.join(DATALIST_KEYS)}")
+        data = data[key]
+    if not isinstance(data, list):
+        raise InputError(f"{path}: a datalist is a list of images or a dict of such lists")
+    images = []
+    for item in data:
+        image = item.get("image") if isinstance(item, dict) else item
+        if not isinstance(image, str):
+            raise InputError(f"{path}: datalist item {item!r} has no image path")
+        images.append((path.parent / image).resolve())
+    return images
+
+
+def _dicom_cases(folder: Path, series: str | int | None, all_series: bool) -> list[Case]:
+    """The chosen series of ``folder``, its only one, or with ``all_series`` one case per series."""
+    from medseg.io.dicom import find_series, select_series
+
+    found = find_series(folder)
+    if all_series and len(found) > 1:
+        return [Case(f"{folder.name}_series{i}", folder, i) for i in range(len(found))]
+    chosen = select_series(found, folder, series)  # several and none chosen: a clear error
+    return [Case(folder.name, folder, None if len(found) == 1 else chosen.key)]
+
+
+def _expand_one(text: str, series: str | int | None, all_series: bool) -> list[Case]:
+    if any(c in text for c in "*?["):
+        matches = sorted(glob.glob(text))
+        if not matches:
+            raise InputError(f"{text}: the pattern matches nothing")
+        return [case for m in matches for case in _expand_one(m, series, all_series)]
+    path = Path(text)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.is_file() and path.suffix.lower() == ".json":
+        return [Case(image_stem(p), p) for p in _datalist(path)]
+    if path.is_file():
+        return [Case(image_stem(path), path, series)]
+    niftis = sorted(p for p in path.iterdir() if _is_nifti(p))
+    if niftis:
+        return [Case(image_stem(p), p) for p in niftis]
+    return _dicom_cases(path, series, all_series)
+
+
+def expand_inputs(
+    inputs: list[PathLike], series: str | int | None = None, all_series: bool = False
+) -> list[Case]:
+    """Cases from files, folders (of one DICOM series, or any series with ``series``, or each
+    series with ``all_series``; a folder of NIfTI files: one case per file), glob patterns and
+    JSON datalists; output names made unique."""
+    cases = [case for text in inputs for case in _expand_one(str(text), series, all_series)]
+    seen: dict[str, int] = {}
+    unique = []
+    for case in cases:
+        n = seen.get(case.name, 0)
+        seen[case.name] = n + 1
+        unique.append(case if n == 0 else Case(f"{case.name}_{n + 1}", case.image, case.series))
+    return unique
