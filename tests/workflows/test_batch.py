@@ -53,7 +53,7 @@ def test_expand_dicom_folder_with_two_series(tmp_path):
     with pytest.raises(InputError, match="2 series found"):
         expand_inputs([tmp_path])
     cases = expand_inputs([tmp_path], all_series=True)
-    assert [(c.name, c.series) for c in cases] == [(f"{tmp_path.name}_series0", 0), (f"{tmp_path.name}_series1", 1)]
+    assert [(c.name, c.series) for c in cases] == [(f"{tmp_path.name}_series{i}", i) for i in (0, 1)]
     assert expand_inputs([tmp_path], series=1)[0].series == find_series(tmp_path)[1].key
 
 
@@ -99,14 +99,14 @@ def test_resume_skips_finished_cases(batch, inputs):
     out, _ = batch
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("first*")}
     results = segment_many(expand_inputs([inputs]), out_dir=out, device="cpu", progress=False, resume=True)
-    assert [(r.case, r.status) for r in results] == [("broken", "failed"), ("first", "skipped"), ("second", "skipped")]
+    assert [r.status for r in results] == ["failed", "skipped", "skipped"]  # broken, first, second
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("first*")} == before
 
 
 def test_cli_summary_and_exit_code(batch, inputs):
     out, _ = batch
     proc = subprocess.run(
-        [sys.executable, "-m", "medseg.cli.main", "segment", str(inputs), "--out", str(out), "--resume", "--quiet"],
+        [sys.executable, "-m", "medseg.cli.main", "segment", str(inputs), "--out", str(out), "--resume"],
         capture_output=True,
         text=True,
         timeout=300,
