@@ -140,8 +140,9 @@ def _predict_one(
             accumulator, sink = _allocate(y.shape[1], size, axis, depth, device, output, len(windows), amp)
         accumulator.finish_until(batch[0].start[axis])
         with torch.inference_mode():
+            y *= importance  # symmetric: weighting before flipping back is the same
             for w, prediction in zip(batch, y, strict=True):
-                accumulator.add(_flip(prediction, w.flip) * importance, importance, w.start)
+                accumulator.add(_flip(prediction, w.flip), importance, w.start)
     accumulator.finish_until(size[axis])
     return sink.result
 
