@@ -78,17 +78,43 @@ def _window(origin: Sequence[int], size: Sequence[int]) -> tuple[slice, ...]:
 
 class OverlapTileInferer(Inferer):
     """MONAI ``Inferer`` wrapper, for bundle configs: ``{"_target_":
-    "medseg.inference.overlap_tile.OverlapTileInferer", "tile_size": [188, 188]}``."""
+    "medseg.inference.overlap_tile.OverlapTileInferer", "tile_size": [188, 188]}``.
 
-    def __init__(self, tile_size: Sequence[int], batch_size: int = 4, mode: str = "reflect") -> None:
+    ``mirror_axes`` (spatial) averages the predictions of every mirrored copy of the image (the
+    tiling does not change the result, so this is exactly as symmetric as the image); ``amp`` runs
+    the network in bf16 (fp16 on GPUs without bf16) and returns float32.
+    """
+
+    def __init__(
+        self,
+        tile_size: Sequence[int],
+        batch_size: int = 4,
+        mode: str = "reflect",
+        mirror_axes: Sequence[int] = (),
+        amp: bool = False,
+    ) -> None:
         super().__init__()
         self.tile_size, self.batch_size, self.mode = tile_size, batch_size, mode
+        self.mirror_axes, self.amp = tuple(mirror_axes), amp
 
     def __call__(self, inputs: torch.Tensor, network: Callable, *args, **kwargs) -> torch.Tensor:
-        def run(x: torch.Tensor) -> torch.Tensor:
-            return network(x, *args, **kwargs)
+        from medseg.inference.autocast import autocast_dtype
+        from medseg.inference.sliding_window import mirror_sets
 
-        result = overlap_tile_inference(inputs, run, self.tile_size, self.batch_size, self.mode)
+        dtype = autocast_dtype(inputs.device, self.amp)
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(inputs.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                return network(x, *args, **kwargs).float()
+
+        passes = mirror_sets(self.mirror_axes)
+        result = 0
+        for axes in passes:
+            dims = [2 + a for a in axes]
+            flipped = torch.flip(inputs, dims) if dims else inputs
+            predicted = overlap_tile_inference(flipped, run, self.tile_size, self.batch_size, self.mode)
+            result = result + (torch.flip(predicted, dims) if dims else predicted)
+        result = result / len(passes)
         if isinstance(inputs, MetaTensor):  # keep the image's meta (affine...) for post-processing
             result = MetaTensor(result, meta=inputs.meta, applied_operations=inputs.applied_operations)
         return result

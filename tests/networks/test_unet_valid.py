@@ -75,3 +75,26 @@ def test_inferer_keeps_meta_and_works_on_a_batch():
     assert isinstance(out, MetaTensor) and out.shape == (2, 2, 33, 20)
     torch.testing.assert_close(out.affine, x.affine)
     torch.testing.assert_close(out[1:].as_tensor(), single, atol=1e-6, rtol=1e-6)
+
+
+def test_overlap_tile_mirroring_is_symmetric_on_a_symmetric_image():
+    torch.manual_seed(1)
+    net = UNetValid(2, 1, 2, features=4, depth=2, norm=True).eval()
+    x = torch.randn(1, 1, 61, 47)
+    x = x + x.flip(2) + x.flip(3) + x.flip(2, 3)
+    with torch.no_grad():
+        plain = OverlapTileInferer(tile_size=(92, 76))(x, net)
+        mirrored = OverlapTileInferer(tile_size=(92, 76), mirror_axes=(0, 1))(x, net)
+        by_hand = (
+            sum(  # the mean of the four mirrored images' predictions, flipped back
+                overlap_tile_inference(x.flip(d), net, (92, 76)).flip(d)
+                if d
+                else overlap_tile_inference(x, net, (92, 76))
+                for d in [(), (2,), (3,), (2, 3)]
+            )
+            / 4
+        )
+    assert (plain - plain.flip(2)).abs().max() > 1e-3  # the network alone is not symmetric
+    for dim in (2, 3):
+        torch.testing.assert_close(mirrored, mirrored.flip(dim), atol=1e-5, rtol=0)
+    torch.testing.assert_close(mirrored, by_hand, atol=1e-6, rtol=0)
