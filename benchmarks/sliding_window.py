@@ -194,7 +194,8 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         if args.memory:
-            run_case("tiled512", ["medseg", "monai"], 1, Path(tmp), classes=14)
+            methods = [m for m in ("medseg", "monai") if m in args.methods]
+            run_case("tiled512", methods, 1, Path(tmp), classes=14)
             return
         for case in args.cases:
             run_case(case, args.methods + (MIRROR_METHODS if args.mirror else []), args.repeat, Path(tmp))

@@ -75,7 +75,7 @@ def _expand_one(text: str, series: str | int | None, all_series: bool) -> list[C
         return [case for m in matches for case in _expand_one(m, series, all_series)]
     path = Path(text)
     if not path.exists():
-        raise InputError(f"{path}: no such file or folder")
+        raise InputError(f"{path}: file not found")
     if path.is_file() and path.suffix.lower() == ".json":
         return [Case(image_stem(p), p) for p in _datalist(path)]
     if path.is_file():
