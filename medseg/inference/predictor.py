@@ -9,6 +9,7 @@ names, plus ``mirror_axes``, ``amp``, ``output`` and ``slab``).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -157,9 +158,7 @@ def _allocate(
     n_windows: int,
     amp: bool,
 ) -> tuple[SlabAccumulator, Sink]:
-    voxels = 1
-    for s in size:
-        voxels *= s
+    voxels = math.prod(size)
     planes = voxels // size[axis]
     result_bytes = voxels * (1 if output == "label" else 4 * channels)
     ring_bytes = planes * min(depth, size[axis]) * (channels + 1) * 4
