@@ -14,7 +14,8 @@ Each method runs in its own process (peak resident memory = that process's ``ru_
 memory before the call, with torch, network and input loaded, is reported too) and saves its
 label map; the parent compares them with MONAI's: identical voxels, and Dice per label.
 Methods: ``monai`` (model-zoo defaults: Gaussian, fp32, ``no_grad``, then argmax), ``medseg``
-(fp32, label output), ``medseg-bf16`` (autocast bf16), ``nnunet`` (its
+(fp32, label output, two worker threads of one torch thread each), ``medseg-serial`` (the same
+in one thread of two torch threads; not run by default), ``medseg-bf16`` (autocast bf16), ``nnunet`` (its
 ``predict_sliding_window_return_logits``, fp32 on CPU, then argmax; needs nnunetv2, see
 nnunet_baseline.py); with ``--mirror`` also ``medseg-mirror`` and ``nnunet-mirror`` (all 3 axes).
 ``--memory``: a 14-class UNet of the same shape (seeded weights) on 512x512x512, medseg (label
@@ -108,6 +109,7 @@ def run_method(method: str, image_path: Path, label_path: Path, classes: int) ->
             amp=method == "medseg-bf16",
             mirror_axes=(0, 1, 2) if method == "medseg-mirror" else (),
             output="label",
+            workers=1 if method == "medseg-serial" else None,
         )[0, 0]
     else:
         sys.path.insert(0, str(Path(__file__).parent))

@@ -36,6 +36,7 @@ from medseg.inference.sliding_window import (
     plan_windows,
     ring_depth,
 )
+from medseg.inference.workers import ordered_map, resolve_workers
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def sliding_window_predict(
     output: str = "logits",
     slab: bool = True,
     progress: bool = False,
+    workers: int | None = None,
 ) -> torch.Tensor:
     """Predict ``image`` (N, C_in, *spatial) window by window.
 
@@ -64,6 +66,8 @@ def sliding_window_predict(
     ``mirror_axes`` (spatial, e.g. (0, 1, 2)) averages the predictions of every mirrored copy of
     the image; ``amp`` runs the network in bf16 (fp16 on GPUs without bf16); ``slab=False`` keeps
     the whole image in the accumulator (the result is the same; used to test that it is).
+    ``workers`` batches of windows run at once, each on its share of the torch threads (default:
+    two on a CPU with two or more threads, one on a GPU).
     """
     if output not in OUTPUTS:
         raise InputError(f"unknown predictor output {output!r}; choose from {', '.join(OUTPUTS)}")
@@ -92,6 +96,7 @@ def sliding_window_predict(
             output,
             slab,
             progress,
+            workers,
         )
         for n in range(image.shape[0])
     ]
@@ -114,6 +119,7 @@ def _predict_one(
     output: str,
     slab: bool,
     progress: bool,
+    workers: int | None,
 ) -> torch.Tensor:
     """One image (C_in, *spatial), already padded to at least the window size."""
     size = tuple(image.shape[1:])
@@ -123,16 +129,20 @@ def _predict_one(
     device = image.device
     dtype = autocast_dtype(device, amp)
     accumulator = sink = None
-    batches = list(_batches(windows, batch_size))
-    if progress:
-        from tqdm import tqdm
 
-        batches = tqdm(batches, desc="windows", unit="batch", leave=False)
-    for batch in batches:
+    def forward(batch: list) -> torch.Tensor:
         with torch.inference_mode():
             x = torch.stack([_flip(image[_window(w.start, roi)], w.flip) for w in batch])
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                y = _first_tensor(network(x)).float()
+                return _first_tensor(network(x)).float()
+
+    batches = list(_batches(windows, batch_size))
+    results = ordered_map(forward, batches, resolve_workers(device, workers))
+    if progress:
+        from tqdm import tqdm
+
+        results = tqdm(results, total=len(batches), desc="windows", unit="batch", leave=False)
+    for batch, y in results:
         if tuple(y.shape[2:]) != roi:
             raise InputError(
                 f"the network maps a {roi} window to {tuple(y.shape[2:])}; the predictor needs the same size"
@@ -193,6 +203,7 @@ class SlidingWindowPredictor(Inferer):
         output: str = "logits",
         slab: bool = True,
         progress: bool = False,
+        workers: int | None = None,
     ) -> None:
         super().__init__()
         self.options = dict(
@@ -207,6 +218,7 @@ class SlidingWindowPredictor(Inferer):
             amp=amp,
             output=output,
             slab=slab,
+            workers=workers,
         )
         self.progress = progress
 
