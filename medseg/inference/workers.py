@@ -1,8 +1,8 @@
 """Run window batches through the network in several threads, results in order.
 
 On a CPU the network's small 3D convolutions, norms and activations scale poorly across
-intra-op threads: two batches computed at once, each on half the threads, get through about 12%
-more windows per second on 2 cores than one batch on both (benchmarks/README.md). PyTorch
+intra-op threads: two batches computed at once, each on half the threads, are 1.19x faster on 2
+cores than one batch on both (the abdomen network on a 512x512x256 CT; benchmarks/README.md). PyTorch
 releases the GIL in its kernels, and ``torch.set_num_threads`` set inside a thread only applies
 to that thread. Checked: ``concurrent.futures`` has no ordered, bounded map (``Executor.map``
 submits everything at once, which would hold every window of the volume in memory).
