@@ -1,4 +1,5 @@
-"""Shared by the bundle tests: run `python -m monai.bundle`, and score instances with StarDist."""
+"""Shared by the bundle tests: run `python -m monai.bundle`, check metadata and export, and score
+instances with StarDist."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import torch
+
+from medseg.data import REPO_ROOT
+
+SCHEMA = REPO_ROOT / "medseg" / "data" / "schema" / "meta_schema.json"
 
 
 def monai_bundle(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -18,6 +24,57 @@ def monai_bundle(*args: str, cwd=None) -> subprocess.CompletedProcess:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
+
+
+def train_briefly(bundle: Path, tmp_path: Path, *extra: str) -> dict:
+    """One short epoch (2 iterations) of the bundle's train.json through ``monai.bundle run``;
+    returns the state dict it saved."""
+    monai_bundle(
+        "run", "--config_file", str(bundle / "configs" / "train.json"), "--bundle_root", str(bundle),
+        "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "eval"),
+        "--max_epochs", "1", "--epoch_length", "2", *extra,
+    )  # fmt: skip
+    return torch.load(tmp_path / "models" / "model.pt", map_location="cpu")
+
+
+def shipped_network(bundle: Path):
+    """The bundle's metadata checked by MONAI, and its inference config's parser and network with the
+    shipped weights. ``verify_net_in_out`` checks channels and dtype only; an unpadded net's output
+    is smaller, so the callers check the spatial shapes."""
+    from monai.bundle import ConfigParser, verify_metadata, verify_net_in_out
+
+    configs = bundle / "configs"
+    verify_metadata(meta_file=str(configs / "metadata.json"), filepath=str(SCHEMA))
+    verify_net_in_out(
+        "network_def", meta_file=str(configs / "metadata.json"), config_file=str(configs / "inference.json")
+    )
+    parser = ConfigParser()
+    parser.read_config(str(configs / "inference.json"))
+    network = parser.get_parsed_content("network_def").eval()
+    network.load_state_dict(torch.load(bundle / "models" / "model.pt", map_location="cpu"))
+    return parser, network
+
+
+def check_traced_export(bundle: Path, network, input_shape: list[int], other_shape: tuple, tmp_path: Path):
+    """MONAI's ``ckpt_export`` traced at ``input_shape`` gives the network's output at another
+    valid size (scripting cannot compile the network's size check; tracing keeps it correct)."""
+    from monai.bundle import ckpt_export
+
+    configs = bundle / "configs"
+    ckpt_export(
+        "network_def",
+        filepath=str(tmp_path / "model.ts"),
+        ckpt_file=str(bundle / "models" / "model.pt"),
+        meta_file=str(configs / "metadata.json"),
+        config_file=str(configs / "inference.json"),
+        bundle_root=str(bundle),
+        use_trace=True,
+        input_shape=input_shape,
+    )
+    exported = torch.jit.load(str(tmp_path / "model.ts")).eval()
+    x = torch.rand(1, 1, *other_shape)
+    with torch.no_grad():
+        torch.testing.assert_close(exported(x), network(x), rtol=1e-4, atol=1e-4)
 
 
 def stardist_scores(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:

@@ -29,7 +29,7 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
-from monai.utils import convert_to_dst_type
+from monai.utils import convert_to_dst_type, convert_to_numpy
 from scipy import ndimage
 
 from medseg.errors import InputError
@@ -189,7 +189,7 @@ def _fill_holes(lab: np.ndarray, value: int, box: tuple[slice, ...], structure: 
 
 
 def _to_numpy_labels(x: torch.Tensor | np.ndarray, key: Hashable) -> np.ndarray:
-    array = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    array = convert_to_numpy(x)
     if array.ndim < 3 or array.shape[0] != 1:
         raise InputError(
             f"{key}: post-processing expects (1, *spatial) label maps (argmax first), got {array.shape}"

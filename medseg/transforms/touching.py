@@ -9,6 +9,7 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
+from monai.utils import convert_to_numpy
 
 from medseg.errors import InputError
 from medseg.instance.touching import BORDER, classes_to_instances, instances_to_classes
@@ -28,7 +29,7 @@ class InstancesToClassesd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             mask = d[key]
-            array = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+            array = convert_to_numpy(mask)
             classes = np.stack([instances_to_classes(channel, self.border_width) for channel in array])
             out_key = self.name if len(self.keys) == 1 else f"{key}_{self.name}"
             if isinstance(mask, MetaTensor):
@@ -67,7 +68,7 @@ class ClassesToInstancesd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             probs = d[key]
-            array = probs.detach().cpu().numpy() if isinstance(probs, torch.Tensor) else np.asarray(probs)
+            array = convert_to_numpy(probs)
             if array.shape[0] != 3:
                 raise InputError(
                     f"ClassesToInstancesd: {key!r} must hold 3 class probabilities (background, interior, "

@@ -35,6 +35,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.data.utils import affine_to_spacing
 from monai.transforms import MapTransform
+from monai.utils import convert_to_numpy
 from scipy import ndimage
 
 from medseg.errors import InputError
@@ -375,7 +376,7 @@ class UNetWeightMapd(MapTransform):
                     f"UNetWeightMapd: {key!r} has spatial shape {tuple(label.shape[1:])} but "
                     f"{self.image_key!r} has {tuple(image.shape[1:])}: resample the label onto the image grid"
                 )
-            array = label.detach().cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
+            array = convert_to_numpy(label)
             weights = unet_weight_map(
                 array[0], self._spacing(label), self.w0, self.sigma, self.class_weights
             )[None]

@@ -15,14 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+from monai.utils import convert_to_numpy
 
 from medseg.io.atomic import atomic_path
 from medseg.metrics.instance import average_precision, match_dataset
-
-
-def _numpy(x: Any) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def instance_scores(
@@ -41,7 +37,7 @@ def instance_scores(
         >>> s = instance_scores([t], [p]); s["cell_iou"], s["f1"], s["ap"]
         (0.75, 1.0, 1.0)
     """
-    true, pred = [_numpy(t) for t in true], [_numpy(p) for p in pred]
+    true, pred = [convert_to_numpy(t) for t in true], [convert_to_numpy(p) for p in pred]
     inter = sum(int(np.count_nonzero((t > 0) & (p > 0))) for t, p in zip(true, pred, strict=True))
     union = sum(int(np.count_nonzero((t > 0) | (p > 0))) for t, p in zip(true, pred, strict=True))
     m = match_dataset(true, pred, iou_threshold)
@@ -99,8 +95,8 @@ class InstanceMetricsHandler:
     def collect(self, engine: Any) -> None:
         output = engine.state.output
         for item in output if isinstance(output, list) else [output]:
-            self.true.append(_numpy(item[self.label_key])[0])
-            self.pred.append(_numpy(item[self.pred_key])[0])
+            self.true.append(convert_to_numpy(item[self.label_key])[0])
+            self.pred.append(convert_to_numpy(item[self.pred_key])[0])
 
     def compute(self, engine: Any) -> dict[str, float]:
         scores = {f"{self.prefix}{k}": v for k, v in instance_scores(self.true, self.pred).items()}

@@ -8,14 +8,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_refs import monai_bundle
+from bundle_refs import SCHEMA, monai_bundle
 from monai.bundle import ConfigParser
 
 from medseg.data import REPO_ROOT
 
 BUNDLE = REPO_ROOT / "bundles" / "abdomen_ct_segmentation"
 CONFIGS = BUNDLE / "configs"
-SCHEMA = REPO_ROOT / "medseg" / "data" / "schema" / "meta_schema.json"
 
 
 @pytest.fixture(scope="module")

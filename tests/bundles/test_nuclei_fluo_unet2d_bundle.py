@@ -11,14 +11,12 @@ import json
 import pytest
 import tifffile
 import torch
-from bundle_refs import check_shipped_scores, monai_bundle
-from monai.bundle import ConfigParser, ckpt_export, verify_metadata, verify_net_in_out
+from bundle_refs import check_shipped_scores, check_traced_export, shipped_network, train_briefly
 
 from medseg.data import REPO_ROOT, sample_path
 
 BUNDLE = REPO_ROOT / "bundles" / "nuclei_fluo_unet2d"
 CONFIGS = BUNDLE / "configs"
-SCHEMA = REPO_ROOT / "medseg" / "data" / "schema" / "meta_schema.json"
 EVAL_COLUMNS = slice(336, 512)  # data_manifests/nuclei_2d.json: eval x range, x = TIFF column
 MARGIN = 0.02  # CPU kernels may differ across machines; a changed pipeline moves scores by more
 
@@ -29,59 +27,18 @@ def meta() -> dict:
 
 @pytest.mark.slow
 def test_one_epoch_of_training_writes_a_checkpoint(tmp_path):
-    monai_bundle(
-        "run",
-        "--config_file",
-        str(CONFIGS / "train.json"),
-        "--bundle_root",
-        str(BUNDLE),
-        "--ckpt_dir",
-        str(tmp_path / "models"),
-        "--output_dir",
-        str(tmp_path / "eval"),
-        "--max_epochs",
-        "1",
-        "--epoch_length",
-        "2",
-        "--num_samples",
-        "2",
-    )
-    state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu")
+    state = train_briefly(BUNDLE, tmp_path, "--num_samples", "2")
     assert any(k.startswith("head.") for k in state)
 
 
 @pytest.mark.slow
 def test_metadata_network_and_export(tmp_path):
-    verify_metadata(meta_file=str(CONFIGS / "metadata.json"), filepath=str(SCHEMA))
-    # verify_net_in_out checks channels and dtype only; an unpadded net's output is smaller,
-    # so the spatial shapes are checked here.
-    verify_net_in_out(
-        "network_def", meta_file=str(CONFIGS / "metadata.json"), config_file=str(CONFIGS / "inference.json")
-    )
-    parser = ConfigParser()
-    parser.read_config(str(CONFIGS / "inference.json"))
-    network = parser.get_parsed_content("network_def").eval()
-    network.load_state_dict(torch.load(BUNDLE / "models" / "model.pt", map_location="cpu"))
+    _, network = shipped_network(BUNDLE)
     formats = meta()["network_data_format"]
     x = torch.rand(1, 1, *formats["inputs"]["image"]["spatial_shape"])
     with torch.no_grad():
         assert network(x).shape[2:] == tuple(formats["outputs"]["pred"]["spatial_shape"])
-
-    # Scripting cannot compile the network's size check; tracing keeps it correct at other sizes.
-    ckpt_export(
-        "network_def",
-        filepath=str(tmp_path / "model.ts"),
-        ckpt_file=str(BUNDLE / "models" / "model.pt"),
-        meta_file=str(CONFIGS / "metadata.json"),
-        config_file=str(CONFIGS / "inference.json"),
-        bundle_root=str(BUNDLE),
-        use_trace=True,
-        input_shape=[1, 1, 188, 188],
-    )
-    exported = torch.jit.load(str(tmp_path / "model.ts")).eval()
-    x = torch.rand(1, 1, 284, 284)
-    with torch.no_grad():
-        torch.testing.assert_close(exported(x), network(x), rtol=1e-4, atol=1e-4)
+    check_traced_export(BUNDLE, network, [1, 1, 188, 188], (284, 284), tmp_path)
 
 
 @pytest.mark.slow
