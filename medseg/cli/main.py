@@ -22,10 +22,28 @@ def _demo(args: argparse.Namespace) -> None:
     print(format_dice(summary["dice"]))
 
 
+def _overrides(pairs: list[str] | None) -> dict:
+    """``KEY=VALUE`` pairs (VALUE as JSON where it parses, else a string), as monai.bundle run takes them."""
+    import json
+
+    from medseg.errors import InputError
+
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--override {pair!r}: expected KEY=VALUE, e.g. inferer#sw_batch_size=2")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
 def _segment(args: argparse.Namespace) -> int:
     from medseg.workflows.cases import expand_inputs
 
-    cases = expand_inputs(args.image, series=args.series, all_series=args.all_series)
+    cases = expand_inputs(args.image, series=args.series, all_series=args.all_series, channels=args.channels)
     if len(cases) == 1 and not args.resume:
         return _segment_one(args, cases[0])
     from medseg.workflows.batch import segment_many
@@ -43,6 +61,7 @@ def _segment(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.quiet,
         on_case=report,
+        overrides=_overrides(args.override),
     )
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     done = [r.seconds for r in results if r.status == "done"]
@@ -62,24 +81,26 @@ def _segment_one(args: argparse.Namespace, case) -> int:
     from medseg.workflows.segment import segment
 
     result = segment(
-        case.image,
+        case.images,
         bundle=args.bundle,
         out_dir=args.out,
         device=args.device,
         progress=not args.quiet,
         series=case.series,
         formats=args.format,
+        overrides=_overrides(args.override),
     )
-    if result.label_path:
-        print(f"label map: {result.label_path}")
-    if "seg" in args.format:
-        print(f"DICOM SEG: {result.seg_path or 'none written (no labelled voxels)'}")
-    if "rtstruct" in args.format:
-        print(f"RTSTRUCT:  {result.rtstruct_path or 'none written (no labelled voxels)'}")
-    print(f"volumes:   {result.stats_csv}, {result.stats_json}")
-    print(f"overlay:   {result.overlay_png}")
-    for row in result.stats:
-        print(f"  {row['name']:<14}{row['volume_ml']:>10.1f} mL")
+    name, version, folder = result.bundle
+    print(f"bundle: {name} {version} ({folder})")
+    for what, path in result.files.items():
+        print(f"{what}: {path}")
+    for fmt, what in (("seg", "DICOM SEG"), ("rtstruct", "RTSTRUCT")):
+        if fmt in args.format and what not in result.files:
+            print(f"{what}: none written (no labelled voxels)")
+    if result.kind == "instances":
+        print(f"{len(result.stats)} instances")
+    for row in result.stats if result.kind != "instances" else []:
+        print(f"  {row['name']:<18}{row['volume_ml']:>10.1f} mL")
     return 0
 
 
@@ -105,9 +126,7 @@ def _dicom_seg(args: argparse.Namespace) -> None:
 
 def _add_run_options(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--out", default=default_out, help=f"output folder (default: {default_out})")
-    p.add_argument(
-        "--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: GPU if present)"
-    )
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: the GPU if present)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -122,14 +141,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p, default_out="outputs/demo")
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("segment", help="segment NIfTI files or DICOM folders with a bundle")
+    p = sub.add_parser(
+        "segment", help="segment images (NIfTI, DICOM, NRRD, MetaImage, TIFF, PNG) with any bundle"
+    )
     p.add_argument(
         "image",
         nargs="+",
-        help="NIfTI file, DICOM series folder, folder of NIfTI files, glob pattern (quoted) or JSON "
-        "datalist; several are segmented one after the other",
+        help="image file (NIfTI, NRRD, MHA/MHD, TIFF, PNG/JPEG), DICOM series folder, folder of images, "
+        "glob pattern (quoted) or JSON datalist; several are segmented one after the other",
     )
-    p.add_argument("--bundle", default="abdomen_ct_segmentation", help="bundle name or folder")
+    p.add_argument(
+        "--bundle",
+        default="abdomen_ct_segmentation",
+        help="bundle name (shipped or installed; see medseg bundle ls) or a folder path such as ./my_bundle",
+    )
+    p.add_argument(
+        "--channels",
+        action="store_true",
+        help="the images are the channel files of ONE case, in the bundle's order",
+    )
+    p.add_argument(
+        "--override",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a bundle config value, as monai.bundle run does (e.g. inferer#sw_batch_size=2)",
+    )
     p.add_argument(
         "--series", default=None, help="series index or UID (prefix) when the folder holds several"
     )
@@ -139,9 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="skip cases whose outputs are already in --out")
     p.add_argument(
         "--format",
-        default="nifti",
-        help="label map formats, comma-separated: nifti, seg (DICOM SEG), rtstruct (DICOM RT structure "
-        "set); seg and rtstruct need a DICOM folder input",
+        default="auto",
+        help="output formats, comma-separated: auto (the input's format; NIfTI for DICOM), nifti, nrrd, "
+        "mha, tiff, seg (DICOM SEG), rtstruct (DICOM RT structure set); seg and rtstruct need a DICOM folder",
     )
     _add_run_options(p, default_out="outputs/segment")
     p.set_defaults(func=_segment)

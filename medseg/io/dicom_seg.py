@@ -141,17 +141,52 @@ def write_seg(
         return None
     lut = np.zeros(int(frames.max()) + 1, np.uint16)
     lut[present] = np.arange(1, len(present) + 1)
+    return _save_seg(
+        lut[frames], [names[v] for v in present], series, out_path, algorithm_name, algorithm_version
+    )
+
+
+def write_seg_regions(
+    regions: np.ndarray,
+    geometry: Geometry,
+    series: DicomSeries,
+    names: Mapping[int, str],
+    out_path: PathLike,
+    *,
+    algorithm_name: str = "medseg",
+    algorithm_version: str = "0",
+) -> Path | None:
+    """Write overlapping binary ``regions`` ``(R, *grid)`` (region ``r`` named ``names[r + 1]``) as
+    a SEG with one, possibly overlapping, segment per region that has voxels; ``None`` if none has."""
+    check_seg_source(series)
+    frames = np.stack([source_frames(r.astype(np.uint8), geometry, series) for r in regions], axis=-1)
+    present = [r for r in range(len(regions)) if frames[..., r].any()]
+    if not present:
+        log.info("no region has voxels: no SEG written")
+        return None
+    chosen = [names.get(r + 1, f"region_{r + 1}") for r in present]
+    return _save_seg(frames[..., present], chosen, series, out_path, algorithm_name, algorithm_version)
+
+
+def _save_seg(
+    pixel_array: np.ndarray,
+    names: list[str],
+    series: DicomSeries,
+    out_path: PathLike,
+    algorithm_name: str,
+    algorithm_version: str,
+) -> Path:
+    """A binary SEG: ``pixel_array`` is (frames, rows, cols) of segment numbers 1..N, or
+    (frames, rows, cols, N) of 0/1 (segments may then overlap)."""
     algorithm = hd.AlgorithmIdentificationSequence(
         name=algorithm_name, family=codes.cid7162.ArtificialIntelligence, version=algorithm_version
     )
     first = series.headers[0]
     seg = hd.seg.Segmentation(
         source_images=series.headers,
-        pixel_array=lut[frames],
+        pixel_array=pixel_array,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[
-            _segment_description(i + 1, names[v], algorithm) for i, v in enumerate(present)
-        ],
+        segment_descriptions=[_segment_description(i + 1, name, algorithm) for i, name in enumerate(names)],
         series_instance_uid=generate_uid(),
         series_number=int(first.get("SeriesNumber", 0) or 0) + 1000,
         sop_instance_uid=generate_uid(),

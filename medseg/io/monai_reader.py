@@ -1,4 +1,4 @@
-"""A MONAI ``ImageReader`` over medseg's readers, so ``LoadImaged`` reads DICOM folders, NIfTI and TIFF."""
+"""A MONAI ``ImageReader`` over medseg's readers, so ``LoadImaged`` reads every type ``read_image`` reads."""
 
 from __future__ import annotations
 
@@ -10,13 +10,16 @@ from monai.data import ImageReader
 from monai.utils import MetaKeys, SpaceKeys
 
 from medseg.io.nifti import is_nifti
+from medseg.io.raster import is_raster
 from medseg.io.registry import read_image
+from medseg.io.sitk_image import is_sitk_image, sitk_spatial_dims
 from medseg.io.tiff import is_tiff, tiff_spatial_dims
 from medseg.typing import PathLike
 
 
 class MedsegReader(ImageReader):
-    """Read NIfTI files, TIFF/OME-TIFF (2D or 3D) and DICOM series folders with medseg's geometry checks.
+    """Read NIfTI, NRRD/MetaImage (2D or 3D), TIFF/OME-TIFF (2D or 3D), PNG/JPEG/BMP (2D) and DICOM
+    series folders with medseg's geometry checks.
 
     Example (bundle config): ``{"_target_": "LoadImaged", "keys": "image",
     "reader": {"_target_": "medseg.io.MedsegReader"}}``.
@@ -29,7 +32,8 @@ class MedsegReader(ImageReader):
 
     def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
         names = [filename] if isinstance(filename, str | Path) else list(filename)
-        return all(Path(n).is_dir() or is_nifti(n) or is_tiff(n) for n in names)
+        readable = (is_nifti, is_sitk_image, is_tiff, is_raster)
+        return all(Path(n).is_dir() or any(is_type(n) for is_type in readable) for n in names)
 
     def read(self, data: Sequence[PathLike] | PathLike, **kwargs):
         names = [data] if isinstance(data, str | Path) else list(data)
@@ -51,5 +55,10 @@ class MedsegReader(ImageReader):
 
 
 def _spatial_dims(path: PathLike) -> int:
-    """TIFFs may be 2D; NIfTI and DICOM volumes are 3D (a 4th axis is channels)."""
-    return tiff_spatial_dims(path) if is_tiff(path) else 3
+    """TIFF, NRRD and MetaImage may be 2D or 3D; PNG/JPEG are 2D; NIfTI and DICOM volumes are 3D
+    (a 4th axis is channels)."""
+    if is_tiff(path):
+        return tiff_spatial_dims(path)
+    if is_sitk_image(path):
+        return sitk_spatial_dims(path)
+    return 2 if is_raster(path) else 3

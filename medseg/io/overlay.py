@@ -1,4 +1,5 @@
-"""PNG with axial, coronal and sagittal views of a label map over its image (radiological view)."""
+"""Overlay PNG of a label map over its image: axial, coronal and sagittal views of a volume
+(radiological view), or the whole of a 2D image; the intensity window chosen by modality."""
 
 from __future__ import annotations
 
@@ -23,6 +24,52 @@ def _views(volume: np.ndarray, centre: tuple[int, int, int]) -> list[np.ndarray]
     coronal = volume[:, j, :].T[::-1, ::-1]  # superior up, patient right on the left
     sagittal = volume[i, :, :].T[::-1, ::-1]  # superior up, anterior on the left
     return [axial, coronal, sagittal]
+
+
+CT_WINDOW = (-175.0, 250.0)  # soft-tissue window (HU)
+
+
+def display_window(image: np.ndarray, modality: str = "") -> tuple[float, float]:
+    """CT: the soft-tissue window; anything else (MR, microscopy): the 1st-99.5th percentiles."""
+    if modality.upper() == "CT":
+        return CT_WINDOW
+    lo, hi = np.percentile(np.asarray(image, dtype=np.float32), [1.0, 99.5])
+    return float(lo), float(hi if hi > lo else lo + 1.0)
+
+
+def save_overlay_2d(
+    path: PathLike, image: np.ndarray, label: np.ndarray, names: dict[int, str], modality: str = ""
+) -> Path:
+    """One panel: a 2D image ``(x, y)`` or RGB ``(x, y, 3)`` (shown as is) with ``label`` ``(x, y)``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    colours = ListedColormap(matplotlib.colormaps["tab10"].colors)
+    rgb = image.ndim == 3
+    view = np.swapaxes(image, 0, 1)  # (x, y) -> rows, cols
+    fig, ax = plt.subplots(figsize=(8, 8 * view.shape[0] / max(view.shape[1], 1)), facecolor="black")
+    if rgb:
+        ax.imshow(np.clip(view / max(float(view.max()), 1.0), 0, 1), interpolation="nearest")
+    else:
+        lo, hi = display_window(image, modality)
+        ax.imshow(view, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+    mask = label.T
+    ax.imshow(
+        np.ma.masked_where(mask == 0, (mask - 1) % 10),
+        cmap=colours,
+        vmin=0,
+        vmax=9,
+        alpha=0.45,
+        interpolation="nearest",
+    )
+    ax.axis("off")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80, facecolor="black", format="png", bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
 
 
 def save_overlay(

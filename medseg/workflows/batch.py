@@ -17,7 +17,8 @@ from medseg.errors import MedsegError
 from medseg.io.atomic import atomic_path
 from medseg.typing import PathLike
 from medseg.workflows.cases import Case
-from medseg.workflows.segment import Segmenter, parse_formats
+from medseg.workflows.outputs import parse_formats
+from medseg.workflows.segment import Segmenter
 
 
 @dataclass
@@ -29,16 +30,11 @@ class CaseResult:
     reason: str = ""
 
 
-def expected_outputs(case: Case, out_dir: Path, formats: Sequence[str]) -> list[Path]:
-    """The files whose presence means the case is done (SEG/RTSTRUCT may rightly be absent)."""
-    names = [f"{case.name}_volumes.json", f"{case.name}_volumes.csv", f"{case.name}_overlay.png"]
-    if "nifti" in formats:
-        names.append(f"{case.name}_seg.nii.gz")
-    return [out_dir / n for n in names]
-
-
-def is_done(case: Case, out_dir: Path, formats: Sequence[str]) -> bool:
-    return all(p.exists() for p in expected_outputs(case, out_dir, formats))
+def is_done(case: Case, out_dir: Path) -> bool:
+    """The case's overlay and table are there (written last of its files; SEG/RTSTRUCT may rightly
+    be absent; the table is ``_volumes`` for labels and regions, ``_instances`` for instances)."""
+    tables = (out_dir / f"{case.name}_volumes.json", out_dir / f"{case.name}_instances.json")
+    return (out_dir / f"{case.name}_overlay.png").exists() and any(p.exists() for p in tables)
 
 
 def one_line(err: BaseException) -> str:
@@ -52,17 +48,18 @@ def segment_many(
     bundle: PathLike = "abdomen_ct_segmentation",
     out_dir: PathLike = "outputs/segment",
     device: str | None = None,
-    formats: str | Sequence[str] = ("nifti",),
+    formats: str | Sequence[str] = ("auto",),
     resume: bool = False,
     progress: bool = True,
     on_case: Callable[[CaseResult], None] | None = None,
+    overrides: dict | None = None,
 ) -> list[CaseResult]:
     """Segment ``cases`` into ``out_dir``; returns one result per case (also written as
     ``summary.csv`` and ``summary.json`` in ``out_dir``)."""
     out_dir, formats = Path(out_dir), parse_formats(formats)
-    todo = [c for c in cases if not (resume and is_done(c, out_dir, formats))]
+    todo = [c for c in cases if not (resume and is_done(c, out_dir))]
     results = {c.name: CaseResult(c.name, str(c.image), "skipped", 0.0) for c in cases if c not in todo}
-    segmenter = Segmenter(bundle, device, progress=False, formats=formats)
+    segmenter = Segmenter(bundle, device, progress=False, formats=formats, overrides=overrides)
     bar = _progress(len(todo), progress)
     with ThreadPoolExecutor(max_workers=1) as reader:  # reads case i + 1 while case i is computed
         ahead: Future | None = reader.submit(segmenter.prepare, todo[0]) if todo else None

@@ -8,34 +8,32 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medseg.errors import InputError
+from medseg.io.case import image_kind, image_stem
 from medseg.typing import PathLike
 
-NIFTI = (".nii.gz", ".nii")
 DATALIST_KEYS = ("test", "testing", "validation", "training")
 
 
 @dataclass(frozen=True)
 class Case:
     name: str  # output file stem, unique within a run
-    image: Path  # NIfTI or TIFF file, or DICOM folder
+    image: Path  # an image file or a DICOM folder (the first channel, when there are several files)
     series: str | int | None = None  # which series of a DICOM folder
+    channels: tuple[Path, ...] = ()  # further channel files, in the bundle's channel order
+
+    @property
+    def images(self) -> list[Path]:
+        return [self.image, *self.channels]
 
 
-def image_stem(path: PathLike) -> str:
-    name = Path(path).name
-    for suffix in (*NIFTI, ".ome.tiff", ".ome.tif", ".tiff", ".tif"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+def _is_image_file(path: Path) -> bool:
+    return path.is_file() and image_kind(path) not in ("unknown", "dicom")
 
 
-def _is_nifti(path: Path) -> bool:
-    return path.is_file() and path.name.lower().endswith(NIFTI)
-
-
-def _datalist(path: Path) -> list[Path]:
+def _datalist(path: Path) -> list[list[Path]]:
     """Images of a Decathlon-style datalist (its first list of test, testing, validation or
-    training), or of a plain JSON list of paths or ``{"image": ...}`` items; relative to the file."""
+    training), or of a plain JSON list of paths or ``{"image": ...}`` items; relative to the file.
+    An item whose image is a list names one file per channel."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as err:
@@ -50,9 +48,10 @@ def _datalist(path: Path) -> list[Path]:
     images = []
     for item in data:
         image = item.get("image") if isinstance(item, dict) else item
-        if not isinstance(image, str):
+        files = image if isinstance(image, list) and image else [image]
+        if not all(isinstance(f, str) for f in files):
             raise InputError(f"{path}: datalist item {item!r} has no image path")
-        images.append((path.parent / image).resolve())
+        images.append([(path.parent / f).resolve() for f in files])
     return images
 
 
@@ -77,26 +76,35 @@ def _expand_one(text: str, series: str | int | None, all_series: bool) -> list[C
     if not path.exists():
         raise InputError(f"{path}: file not found")
     if path.is_file() and path.suffix.lower() == ".json":
-        return [Case(image_stem(p), p) for p in _datalist(path)]
+        return [Case(image_stem(p[0]), p[0], None, tuple(p[1:])) for p in _datalist(path)]
     if path.is_file():
         return [Case(image_stem(path), path, series)]
-    niftis = sorted(p for p in path.iterdir() if _is_nifti(p))
-    if niftis:
-        return [Case(image_stem(p), p) for p in niftis]
+    files = sorted(p for p in path.iterdir() if _is_image_file(p))
+    if files:
+        return [Case(image_stem(p), p) for p in files]
     return _dicom_cases(path, series, all_series)
 
 
 def expand_inputs(
-    inputs: list[PathLike], series: str | int | None = None, all_series: bool = False
+    inputs: list[PathLike], series: str | int | None = None, all_series: bool = False, channels: bool = False
 ) -> list[Case]:
     """Cases from files, folders (of one DICOM series, or any series with ``series``, or each
-    series with ``all_series``; a folder of NIfTI files: one case per file), glob patterns and
-    JSON datalists; output names made unique."""
+    series with ``all_series``; a folder of image files: one case per file), glob patterns and
+    JSON datalists; output names made unique. ``channels``: the inputs are the channel files of
+    one case, in the bundle's channel order."""
+    if channels:
+        files = [Path(t) for t in inputs]
+        missing = next((f for f in files if not f.is_file()), None)
+        if missing is not None:
+            raise InputError(f"{missing}: file not found")
+        return [Case(image_stem(files[0]), files[0], None, tuple(files[1:]))]
     cases = [case for text in inputs for case in _expand_one(str(text), series, all_series)]
     seen: dict[str, int] = {}
     unique = []
     for case in cases:
         n = seen.get(case.name, 0)
         seen[case.name] = n + 1
-        unique.append(case if n == 0 else Case(f"{case.name}_{n + 1}", case.image, case.series))
+        unique.append(
+            case if n == 0 else Case(f"{case.name}_{n + 1}", case.image, case.series, case.channels)
+        )
     return unique

@@ -1,0 +1,137 @@
+"""The parts of a bundle that inference needs, parsed and loaded, and the checks of a case against it.
+
+Only what inference needs is parsed from the bundle's inference config: ``network`` (or
+``network_def``), ``preprocessing``, ``inferer`` and ``postprocessing``, and the path and key of its
+``CheckpointLoader``. Its datalist, dataset, data loader, evaluator and handlers are never evaluated
+(some read files at parse time, or point at ``/workspace/data``). ``medseg.bundle.engine`` runs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medseg.bundle.contract import BundleContract
+from medseg.errors import BundleError, InputError
+from medseg.io.case import CaseImage
+
+log = logging.getLogger(__name__)
+
+DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+CHECKPOINT_LOADERS = ("CheckpointLoader",)
+
+
+def check_device(device: str | None) -> str | None:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``mps``; anything else is refused (never pasted into a config)."""
+    if device is None or DEVICE_PATTERN.match(device):
+        return device
+    raise InputError(f"--device {device!r}: not a device; use cpu, cuda, cuda:N or mps")
+
+
+def _short(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text[:200]
+
+
+class BundleParts:
+    """The parsed parts of a bundle's inference config, on one device, with its weights loaded."""
+
+    def __init__(self, contract: BundleContract, device: str | None = None, overrides: dict | None = None):
+        import torch
+        from monai.bundle import ConfigParser
+
+        self.contract = contract
+        self.parser = parser = ConfigParser()
+        self.where = contract.root.name
+        self._step("configs", lambda: parser.read_config(str(contract.config_file)))
+        self._step("metadata", lambda: parser.read_meta(str(contract.root / "configs" / "metadata.json")))
+        parser["bundle_root"] = str(contract.root)
+        if device is None:
+            device = "cuda:0" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        parser["device"] = self.device  # an object, not an expression: nothing of ours is evaluated
+        for key, value in (overrides or {}).items():
+            parser[key] = value
+        self.image_key = (
+            parser.get("image_key", "image") if isinstance(parser.get("image_key"), str) else "image"
+        )
+        self.network = self._parse("network" if "network" in parser else "network_def").to(self.device)
+        self.preprocessing = self._parse("preprocessing")
+        self.inferer = self._parse("inferer")
+        self.postprocessing = self._parse("postprocessing")
+        self.amp = bool(self._parse("evaluator#amp")) if "evaluator#amp" in parser else False
+        self.weights = self._load_weights()
+
+    def _step(self, what: str, fn):
+        try:
+            return fn()
+        except BundleError:
+            raise
+        except Exception as err:
+            raise BundleError(f"bundle {self.where}: cannot build '{what}': {_short(err)}") from None
+
+    def _parse(self, id_: str) -> Any:
+        if id_ not in self.parser:
+            raise BundleError(f"bundle {self.where}: inference config has no '{id_}'")
+        return self._step(id_, lambda: self.parser.get_parsed_content(id_))
+
+    def _checkpoint_config(self) -> tuple[str | None, str]:
+        """The id of the bundle's CheckpointLoader (in ``handlers`` or top level) and its model key."""
+        candidates = [f"handlers#{i}" for i, _ in enumerate(self.parser.get("handlers") or [])]
+        candidates += [k for k in (self.parser.get() or {}) if "checkpoint" in k.lower()]
+        for id_ in candidates:
+            item = self.parser.get(id_)
+            if isinstance(item, dict) and str(item.get("_target_", "")).endswith(CHECKPOINT_LOADERS):
+                keys = list((item.get("load_dict") or {"model": None}).keys())
+                return id_, keys[0] if len(keys) == 1 else "model"
+        return None, "model"
+
+    def _load_weights(self) -> Path:
+        import torch
+
+        id_, key = self._checkpoint_config()
+        path = self.contract.root / "models" / "model.pt"
+        if id_ is not None and f"{id_}#load_path" in self.parser:
+            path = Path(str(self._parse(f"{id_}#load_path")))
+        if not path.is_file():
+            raise BundleError(
+                f"bundle {self.where}: no weights at {path} (install the bundle with its models/)"
+            )
+        try:
+            checkpoint = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as err:
+            raise BundleError(f"{path}: cannot load weights safely (weights_only): {_short(err)}") from None
+        state = checkpoint.get(key, checkpoint) if isinstance(checkpoint, dict) else checkpoint
+        if not isinstance(state, dict):
+            raise BundleError(f"{path}: not a state dict (key {key!r})")
+        try:
+            self.network.load_state_dict(state, strict=True)
+        except Exception as err:
+            raise BundleError(f"{path}: weights do not fit the bundle's network: {_short(err)}") from None
+        return path
+
+
+def check_case(case: CaseImage, contract: BundleContract) -> None:
+    """The case has the channels and spatial dimensions the bundle declares."""
+    if case.channels != contract.in_channels:
+        names = ", ".join(contract.channel_names)
+        raise InputError(
+            f"{case.path}: bundle {contract.name} expects {contract.in_channels} input channel(s) ({names}); "
+            f"the case has {case.channels} (give one file per channel with --channels, or one image with "
+            f"{contract.in_channels} channels)"
+        )
+    if (
+        case.spatial_dims != contract.spatial_dims
+        or sum(s > 1 for s in case.spatial_shape) < case.spatial_dims
+    ):
+        raise InputError(
+            f"{case.path}: image of shape {case.spatial_shape} is not a {contract.spatial_dims}D "
+            f"{'volume' if contract.spatial_dims == 3 else 'image'}; bundle {contract.name} segments "
+            f"{contract.spatial_dims}D images"
+        )
+    if case.array.dtype.kind == "f" and not np.isfinite(case.array).all():
+        raise InputError(f"{case.path}: image holds NaN or infinite values")
