@@ -14,9 +14,6 @@ from pathlib import Path
 from medseg.errors import BundleError
 from medseg.typing import PathLike
 
-CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
-RUN_IDS = ("run", "evaluating", "inference")  # what older and newer bundles call their run
-
 
 @dataclass(frozen=True)
 class BundleContract:
@@ -49,11 +46,12 @@ class BundleContract:
 
 
 def inference_config(root: Path) -> Path:
-    for suffix in CONFIG_SUFFIXES:
-        path = root / "configs" / f"inference{suffix}"
-        if path.is_file():
-            return path
-    raise BundleError(f"{root}: bundle has no configs/inference.json or .yaml")
+    from medseg.bundle.locate import inference_config as find_config
+
+    path = find_config(root)
+    if path is None:
+        raise BundleError(f"{root}: bundle has no configs/inference.json or .yaml")
+    return path
 
 
 def _read_metadata(root: Path) -> dict:

@@ -7,6 +7,8 @@ import logging
 import sys
 import warnings
 
+from medseg.cli.bundle_cmd import add_bundle_parser
+
 
 def _demo(args: argparse.Namespace) -> None:
     from medseg.workflows.demo import demo, format_dice
@@ -204,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="config overrides as key=value, e.g. max_epochs=2")
     p.add_argument("--config", default="train", help="config name under configs/ (default: train)")
     p.set_defaults(func=_train)
+
+    add_bundle_parser(sub)
     return parser
 
 

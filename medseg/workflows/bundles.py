@@ -1,4 +1,4 @@
-"""Find shipped bundles and run their configs through MONAI's own bundle machinery."""
+"""Find bundles and run their configs through MONAI's own bundle machinery."""
 
 from __future__ import annotations
 
@@ -6,21 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medseg.data.samples import REPO_ROOT
+from medseg.bundle import locate
 from medseg.errors import BundleError
 from medseg.typing import PathLike
 
-BUNDLES_DIR = REPO_ROOT / "bundles"
-
 
 def find_bundle(name_or_path: PathLike) -> Path:
-    """A bundle folder given by path, or by name among the bundles shipped in ``bundles/``."""
-    path = Path(name_or_path)
-    for candidate in (path, BUNDLES_DIR / str(name_or_path)):
-        if (candidate / "configs" / "metadata.json").is_file():
-            return candidate.resolve()
-    shipped = sorted(p.name for p in BUNDLES_DIR.glob("*") if (p / "configs").is_dir())
-    raise BundleError(f"{name_or_path}: no such bundle (shipped: {', '.join(shipped) or 'none'})")
+    """A bundle folder: a bare name among the shipped bundles, then the user folder (never the
+    current directory); anything written as a path is that folder. See ``medseg.bundle.locate``."""
+    return locate.find_bundle(name_or_path)
 
 
 def config_file(bundle: Path, name: str) -> Path:

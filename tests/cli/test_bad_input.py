@@ -120,7 +120,7 @@ def test_bad_input_gives_one_line_and_writes_nothing(tmp_path, case_a, make, mes
 
 def test_unknown_bundle_is_a_clear_error(case_a, tmp_path):
     proc = medseg("segment", str(case_a[0]), "--bundle", "no_such_bundle", "--out", str(tmp_path / "o"))
-    assert proc.returncode == 2 and "no_such_bundle: no such bundle" in proc.stderr
+    assert proc.returncode == 2 and "unknown bundle 'no_such_bundle'" in proc.stderr
 
 
 def test_help_on_every_subcommand():
