@@ -13,7 +13,10 @@ from medseg.typing import Affine, PathLike
 
 
 def _canonical(array: np.ndarray, affine: Affine) -> tuple[np.ndarray, tuple[float, ...]]:
-    image = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(array), np.asarray(affine, float)))
+    array = np.asarray(array)
+    if array.dtype in (np.int64, np.uint64, bool):  # nibabel refuses 64-bit ints
+        array = array.astype(np.int32)
+    image = nib.as_closest_canonical(nib.Nifti1Image(array, np.asarray(affine, float)))
     return np.asarray(image.dataobj), tuple(float(z) for z in image.header.get_zooms()[:3])
 
 

@@ -142,9 +142,8 @@ def write_prediction(
                 files[f"label map ({fmt})"] = write_volume(out_dir / f"{stem}_seg{ext}", pred.labels, case)
         rows = region_rows(pred.regions, case, pred.names)
         table = write_table(rows, out_dir / f"{stem}_volumes.csv", out_dir / f"{stem}_volumes.json")
-        shown = np.max(
-            pred.regions * np.arange(1, len(pred.regions) + 1).reshape(-1, *[1] * case.spatial_dims), 0
-        )
+        numbers = np.arange(1, len(pred.regions) + 1, dtype=np.uint8).reshape(-1, *[1] * case.spatial_dims)
+        shown = np.max(pred.regions * numbers, axis=0)  # where regions overlap, the later one shows
         shown_names = pred.names
     else:
         for fmt, ext in exts.items():

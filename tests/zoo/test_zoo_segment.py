@@ -1,0 +1,191 @@
+"""Model-zoo bundles as published, through `medseg segment`: exit 0, every output on the input's
+grid, label values within the bundle's channel_def, and the same labels as `python -m monai.bundle
+run` with the same (random, seeded) weights on the same input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import tifffile
+from zoo_refs import (
+    ZOO_RUN_OVERRIDES,
+    brats_4d,
+    brats_channels,
+    hovernet_png,
+    make_zoo_bundle,
+    monai_bundle_run,
+    spleen_nifti,
+    template_nifti,
+)
+
+from medseg.data.synthetic import write_dicom_series
+
+pytestmark = pytest.mark.slow
+
+
+def medseg(*args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "medseg.cli.main", *args, "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc
+
+
+def overrides(name: str) -> list[str]:
+    """The same config overrides as the reference run (only BraTS has one that inference sees)."""
+    keep = {k: v for k, v in ZOO_RUN_OVERRIDES[name].items() if not k.startswith("postprocessing")}
+    return [a for k, v in keep.items() for a in ("--override", f"{k}={json.dumps(v)}")]
+
+
+def nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    image = nib.load(path)
+    return np.asarray(image.dataobj), image.affine
+
+
+def reference(run, suffix: str = ".nii.gz") -> Path:
+    (found,) = [f for f in run.files if f.name.endswith(suffix)]
+    return found
+
+
+def assert_same_grid(path: Path, image: Path) -> None:
+    """A written label map is on the input's grid, as SimpleITK reads both."""
+    a, b = sitk.ReadImage(str(path)), sitk.ReadImage(str(image))
+    assert a.GetSize()[:3] == b.GetSize()[:3]
+    np.testing.assert_allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(a.GetSpacing()[:3], b.GetSpacing()[:3], atol=1e-5)
+    np.testing.assert_allclose(a.GetDirection(), b.GetDirection(), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("zoo")
+    return {name: make_zoo_bundle(name, folder) for name in ZOO_RUN_OVERRIDES}
+
+
+def test_spleen_nifti(zoo, tmp_path):
+    image = spleen_nifti(tmp_path)
+    medseg(
+        "segment", str(image), "--bundle", str(zoo["spleen_ct_segmentation"]), "--out", str(tmp_path / "out")
+    )
+    labels, affine = nifti(tmp_path / "out" / "spleen_ct_seg.nii.gz")
+    assert_same_grid(tmp_path / "out" / "spleen_ct_seg.nii.gz", image)
+    assert set(np.unique(labels)) <= {0, 1}  # channel_def: background, spleen
+    run = monai_bundle_run(zoo["spleen_ct_segmentation"], [image], tmp_path / "monai")
+    expected, expected_affine = nifti(reference(run))
+    np.testing.assert_allclose(affine, expected_affine, atol=1e-4)
+    np.testing.assert_array_equal(labels, np.rint(expected).astype(labels.dtype))
+    rows = json.loads((tmp_path / "out" / "spleen_ct_volumes.json").read_text())
+    assert [r["name"] for r in rows] == ["spleen"]
+
+
+def test_spleen_dicom_folder_with_two_series(zoo, case_b_dicom_with_uids, tmp_path):
+    """The CT series chosen by UID from a folder that also holds another series; the reference is
+    MONAI's run on the NIfTI that SimpleITK's series reader makes of the same series."""
+    folder = tmp_path / "study"
+    shutil.copytree(case_b_dicom_with_uids, folder / "ct")
+    write_dicom_series(np.zeros((16, 16, 6), np.int16), np.eye(4), folder / "other")
+    from medseg.io.dicom import find_series
+
+    ct = next(s for s in find_series(folder) if len(s) == 20)
+    out = tmp_path / "out"
+    medseg(
+        "segment",
+        str(folder),
+        "--series",
+        ct.key,
+        "--bundle",
+        str(zoo["spleen_ct_segmentation"]),
+        "--out",
+        str(out),
+    )
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(case_b_dicom_with_uids)))
+    as_nifti = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(reader.Execute(), str(as_nifti))
+    assert_same_grid(out / "study_seg.nii.gz", as_nifti)
+    run = monai_bundle_run(zoo["spleen_ct_segmentation"], [as_nifti], tmp_path / "monai")
+    labels, _ = nifti(out / "study_seg.nii.gz")
+    expected, _ = nifti(reference(run))
+    np.testing.assert_array_equal(labels, np.rint(expected).astype(labels.dtype))
+
+
+@pytest.mark.parametrize("form", ["channel files", "4D NIfTI"])
+def test_brats_regions(zoo, tmp_path, form):
+    """Four channels in, three overlapping sigmoid regions out (tumour core, whole tumour, enhancing),
+    and the bundle's own merged BraTS label map (1, 2, 4) equal to MONAI's."""
+    bundle, files = zoo["brats_mri_segmentation"], brats_channels(tmp_path)
+    inputs = (
+        [str(f) for f in files] + ["--channels"] if form == "channel files" else [str(brats_4d(tmp_path))]
+    )
+    out = tmp_path / "out"
+    medseg(
+        "segment", *inputs, "--bundle", str(bundle), "--out", str(out), *overrides("brats_mri_segmentation")
+    )
+    stem = "brats_t1c" if form == "channel files" else "brats_4d"
+    regions, affine = nifti(out / f"{stem}_regions.nii.gz")
+    merged, _ = nifti(out / f"{stem}_seg.nii.gz")
+    assert regions.shape == (*nib.load(files[0]).shape, 3) and set(np.unique(regions)) <= {0, 1}
+    np.testing.assert_allclose(affine, nib.load(files[0]).affine, atol=1e-4)
+    tc, wt, et = (regions[..., i] > 0 for i in range(3))
+    np.testing.assert_array_equal(merged, np.where(et, 4, np.where(tc, 1, np.where(wt, 2, 0))))
+    run = monai_bundle_run(bundle, [files], tmp_path / "monai", ZOO_RUN_OVERRIDES["brats_mri_segmentation"])
+    expected, _ = nifti(reference(run))
+    np.testing.assert_array_equal(merged, np.rint(expected).astype(merged.dtype))
+    rows = json.loads((out / f"{stem}_volumes.json").read_text())
+    assert [r["name"] for r in rows] == ["Tumor core", "Whole tumor", "Enhancing tumor"]
+    assert [r["voxels"] for r in rows] == [int(tc.sum()), int(wt.sum()), int(et.sum())]
+
+
+def test_brats_refuses_one_channel(zoo, tmp_path):
+    image = brats_channels(tmp_path)[0]
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "medseg.cli.main", "segment", str(image), "--bundle",
+         str(zoo["brats_mri_segmentation"]), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "expects 4 input channel(s) (T1c, T1, T2, FLAIR); the case has 1" in proc.stderr
+    assert not out.exists()
+
+
+def test_hovernet_png_instances(zoo, tmp_path):
+    """HoVerNet on a 2D RGB PNG (wider than high): instance ids in a TIFF in tifffile's (rows,
+    columns) order, equal to the instance map MONAI's run saves (PILReader's (x, y) order)."""
+    name = "pathology_nuclei_segmentation_classification"
+    image = hovernet_png(tmp_path)
+    out = tmp_path / "out"
+    medseg("segment", str(image), "--bundle", str(zoo[name]), "--out", str(out))
+    instances = tifffile.imread(out / "hovernet_he_instances.ome.tif")
+    assert instances.shape == (260, 300)
+    run = monai_bundle_run(zoo[name], [image], tmp_path / "monai", ZOO_RUN_OVERRIDES[name])
+    expected, _ = nifti(reference(run, "_instance_map.nii.gz"))
+    np.testing.assert_array_equal(instances, np.rint(expected.squeeze()).T)
+    types = tifffile.imread(out / "hovernet_he_classes.ome.tif")
+    expected_types, _ = nifti(reference(run, "_type_map.nii.gz"))
+    np.testing.assert_array_equal(types, np.rint(expected_types.squeeze()).T)
+    rows = json.loads((out / "hovernet_he_instances.json").read_text())
+    assert [r["id"] for r in rows] == [int(i) for i in np.unique(instances) if i > 0]
+
+
+def test_yaml_template_bundle(zoo, tmp_path):
+    image = template_nifti(tmp_path)
+    out = tmp_path / "out"
+    medseg("segment", str(image), "--bundle", str(zoo["segmentation_template"]), "--out", str(out))
+    labels, _ = nifti(out / "template_ct_seg.nii.gz")
+    assert_same_grid(out / "template_ct_seg.nii.gz", image)
+    assert set(np.unique(labels)) <= {0, 1, 2, 3}
+    run = monai_bundle_run(zoo["segmentation_template"], [image], tmp_path / "monai")
+    expected, _ = nifti(reference(run))
+    np.testing.assert_array_equal(labels, np.rint(expected).astype(labels.dtype))
