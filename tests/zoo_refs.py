@@ -95,8 +95,9 @@ def make_zoo_bundle(name: str, dest: Path, seed: int = 0) -> Path:
     None of the four networks downloads anything (HoVerNet only does with ``pretrained_url``)."""
     bundle = Path(dest) / name
     shutil.copytree(ZOO / name, bundle)
-    torch.manual_seed(seed)
-    network = zoo_network(bundle)
+    with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
+        torch.manual_seed(seed)
+        network = zoo_network(bundle)
     (bundle / "models").mkdir()
     torch.save(network.state_dict(), bundle / "models" / "model.pt")
     return bundle
@@ -109,7 +110,8 @@ def _save_crop(image: nib.Nifti1Image, slices: tuple, path: Path) -> Path:
 
 
 def spleen_nifti(dest: Path) -> Path:
-    """A 96x96x64 crop (3 mm voxels) of the real CT sample holding its spleen, left kidney and liver tip."""
+    """A 96x96x64 crop (3 mm voxels) of the real CT sample holding all of its spleen, kidneys and stomach
+    and 94% of its liver (TotalSegmentator labels of the sample)."""
     ct = nib.load(sample_path("example_ct.nii.gz"))
     return _save_crop(ct, (slice(5, 101), slice(2, 98), slice(48, 112)), Path(dest) / "spleen_ct.nii.gz")
 
@@ -164,7 +166,7 @@ def hovernet_png(dest: Path) -> Path:
     v = (nuclei - nuclei.min()) / max(float(np.ptp(nuclei)), 1.0)
     rgb = 255.0 - np.stack([150 * v, 220 * v, 90 * v], axis=-1)
     path = Path(dest) / "hovernet_he.png"
-    Image.fromarray(rgb.round().astype(np.uint8), mode="RGB").save(path)
+    Image.fromarray(rgb.round().astype(np.uint8)).save(path)
     return path
 
 

@@ -68,6 +68,10 @@ def source_frames(label: np.ndarray, geometry: Geometry, series: DicomSeries) ->
         )
     if label.shape[:2] != (int(series.headers[0].Columns), int(series.headers[0].Rows)):
         raise GeometryError(f"label map of shape {label.shape} does not match the source image size")
+    if label.ndim != 3 or label.shape[2] != len(series):  # a gap-free series has one slice per frame
+        raise GeometryError(
+            f"label map of shape {label.shape} has not one slice per source image ({len(series)})"
+        )
     positions = np.c_[series.positions(), np.ones(len(series))]
     index = (np.linalg.inv(lps) @ positions.T).T[:, :3]
     k = np.rint(index[:, 2]).astype(int)

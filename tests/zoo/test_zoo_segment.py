@@ -17,6 +17,7 @@ import SimpleITK as sitk
 import tifffile
 from zoo_refs import (
     ZOO_RUN_OVERRIDES,
+    ZOO_SEEDS,
     brats_4d,
     brats_channels,
     hovernet_png,
@@ -70,7 +71,13 @@ def assert_same_grid(path: Path, image: Path) -> None:
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory):
     folder = tmp_path_factory.mktemp("zoo")
-    return {name: make_zoo_bundle(name, folder) for name in ZOO_RUN_OVERRIDES}
+    return {name: make_zoo_bundle(name, folder, ZOO_SEEDS[name]) for name in ZOO_RUN_OVERRIDES}
+
+
+def assert_not_trivial(labels: np.ndarray) -> None:
+    """Random weights can predict one class everywhere; the seeds are chosen so that they do not,
+    so that equality with MONAI's result means something."""
+    assert len(np.unique(labels)) > 1
 
 
 def test_spleen_nifti(zoo, tmp_path):
@@ -81,6 +88,7 @@ def test_spleen_nifti(zoo, tmp_path):
     labels, affine = nifti(tmp_path / "out" / "spleen_ct_seg.nii.gz")
     assert_same_grid(tmp_path / "out" / "spleen_ct_seg.nii.gz", image)
     assert set(np.unique(labels)) <= {0, 1}  # channel_def: background, spleen
+    assert_not_trivial(labels)
     run = monai_bundle_run(zoo["spleen_ct_segmentation"], [image], tmp_path / "monai")
     expected, expected_affine = nifti(reference(run))
     np.testing.assert_allclose(affine, expected_affine, atol=1e-4)
@@ -116,6 +124,7 @@ def test_spleen_dicom_folder_with_two_series(zoo, case_b_dicom_with_uids, tmp_pa
     assert_same_grid(out / "study_seg.nii.gz", as_nifti)
     run = monai_bundle_run(zoo["spleen_ct_segmentation"], [as_nifti], tmp_path / "monai")
     labels, _ = nifti(out / "study_seg.nii.gz")
+    assert_not_trivial(labels)
     expected, _ = nifti(reference(run))
     np.testing.assert_array_equal(labels, np.rint(expected).astype(labels.dtype))
 
@@ -136,6 +145,7 @@ def test_brats_regions(zoo, tmp_path, form):
     regions, affine = nifti(out / f"{stem}_regions.nii.gz")
     merged, _ = nifti(out / f"{stem}_seg.nii.gz")
     assert regions.shape == (*nib.load(files[0]).shape, 3) and set(np.unique(regions)) <= {0, 1}
+    assert_not_trivial(merged)
     np.testing.assert_allclose(affine, nib.load(files[0]).affine, atol=1e-4)
     tc, wt, et = (regions[..., i] > 0 for i in range(3))
     np.testing.assert_array_equal(merged, np.where(et, 4, np.where(tc, 1, np.where(wt, 2, 0))))
@@ -169,6 +179,7 @@ def test_hovernet_png_instances(zoo, tmp_path):
     medseg("segment", str(image), "--bundle", str(zoo[name]), "--out", str(out))
     instances = tifffile.imread(out / "hovernet_he_instances.ome.tif")
     assert instances.shape == (260, 300)
+    assert instances.max() > 5
     run = monai_bundle_run(zoo[name], [image], tmp_path / "monai", ZOO_RUN_OVERRIDES[name])
     expected, _ = nifti(reference(run, "_instance_map.nii.gz"))
     np.testing.assert_array_equal(instances, np.rint(expected.squeeze()).T)
@@ -186,6 +197,7 @@ def test_yaml_template_bundle(zoo, tmp_path):
     labels, _ = nifti(out / "template_ct_seg.nii.gz")
     assert_same_grid(out / "template_ct_seg.nii.gz", image)
     assert set(np.unique(labels)) <= {0, 1, 2, 3}
+    assert_not_trivial(labels)
     run = monai_bundle_run(zoo["segmentation_template"], [image], tmp_path / "monai")
     expected, _ = nifti(reference(run))
     np.testing.assert_array_equal(labels, np.rint(expected).astype(labels.dtype))
