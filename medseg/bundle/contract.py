@@ -29,6 +29,7 @@ class BundleContract:
     channel_names: tuple[str, ...]
     out_channels: int
     output_names: dict[int, str] = field(default_factory=dict)  # channel index -> name, as declared
+    monai_version: str = ""  # the MONAI version the bundle was written for
 
     @property
     def background_first(self) -> bool:
@@ -100,4 +101,5 @@ def read_contract(root: PathLike) -> BundleContract:
         channel_names=tuple(_channel_def(image, in_channels, "channel").values()),
         out_channels=out_channels,
         output_names=output_names,
+        monai_version=str(meta.get("monai_version", "")),
     )

@@ -37,6 +37,15 @@ def _short(err: BaseException) -> str:
     return text[:200]
 
 
+def _why(err: BaseException) -> str:
+    """The deepest cause of a config error (MONAI wraps it in 'Failed to instantiate component ...')."""
+    component = re.search(r"component '([\w.]+)'", str(err))
+    while err.__cause__ is not None:
+        err = err.__cause__
+    where = f"{component.group(1)}: " if component else ""
+    return f"{where}{type(err).__name__}: {_short(err)}"
+
+
 class BundleParts:
     """The parsed parts of a bundle's inference config, on one device, with its weights loaded."""
 
@@ -72,7 +81,11 @@ class BundleParts:
         except BundleError:
             raise
         except Exception as err:
-            raise BundleError(f"bundle {self.where}: cannot build '{what}': {_short(err)}") from None
+            written_for = self.contract.monai_version
+            import monai
+
+            note = f" (written for MONAI {written_for}; this is {monai.__version__})" if written_for else ""
+            raise BundleError(f"bundle {self.where}: cannot build '{what}': {_why(err)}{note}") from None
 
     def _parse(self, id_: str) -> Any:
         if id_ not in self.parser:

@@ -15,6 +15,7 @@ from zoo_refs import (
     ZOO,
     ZOO_BUNDLES,
     ZOO_COMMIT,
+    ZOO_EXTRA,
     ZOO_RUN_OVERRIDES,
     ZOO_SEEDS,
     brats_4d,
@@ -39,7 +40,7 @@ def _vendored(bundle: str) -> list[Path]:
 
 
 def test_corpus_holds_only_configs_and_licences():
-    for bundle in ZOO_BUNDLES:
+    for bundle in (*ZOO_BUNDLES, *ZOO_EXTRA):
         names = {str(p.relative_to(ZOO / bundle)) for p in _vendored(bundle)}
         config = config_file(ZOO / bundle).name
         assert names == {"LICENSE", "configs/metadata.json", f"configs/{config}", "configs/logging.conf"}, (
@@ -49,12 +50,13 @@ def test_corpus_holds_only_configs_and_licences():
 
 
 @pytest.mark.skipif(not MIRROR.is_dir(), reason=f"no model-zoo snapshot at {MIRROR} (only on dev machines)")
-@pytest.mark.parametrize("bundle", ZOO_BUNDLES)
+@pytest.mark.parametrize("bundle", (*ZOO_BUNDLES, *ZOO_EXTRA))
 def test_vendored_bytes_match_the_named_commit(bundle):
     for path in _vendored(bundle):
         rel = path.relative_to(ZOO / bundle).as_posix()
+        source = "LICENSE" if bundle in ZOO_EXTRA and rel == "LICENSE" else f"models/{bundle}/{rel}"
         published = subprocess.run(
-            ["git", "-C", str(MIRROR), "show", f"{ZOO_COMMIT}:models/{bundle}/{rel}"],
+            ["git", "-C", str(MIRROR), "show", f"{ZOO_COMMIT}:{source}"],
             capture_output=True,
             check=True,
         ).stdout
