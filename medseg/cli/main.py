@@ -49,6 +49,9 @@ def _segment(args: argparse.Namespace) -> int:
     if len(cases) == 1 and not args.resume:
         return _segment_one(args, cases[0])
     from medseg.workflows.batch import segment_many
+    from medseg.workflows.segment import describe_bundle
+
+    print(f"bundle: {describe_bundle(args.bundle)}", flush=True)
 
     def report(result) -> None:
         reason = f": {result.reason}" if result.reason else ""
@@ -93,7 +96,7 @@ def _segment_one(args: argparse.Namespace, case) -> int:
         overrides=_overrides(args.override),
     )
     name, version, folder = result.bundle
-    print(f"bundle: {name} {version} ({folder})")
+    print(f"bundle: {name} {version} ({folder})")  # as describe_bundle
     for what, path in result.files.items():
         print(f"{what}: {path}")
     for fmt, what in (("seg", "DICOM SEG"), ("rtstruct", "RTSTRUCT")):

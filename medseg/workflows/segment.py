@@ -40,6 +40,12 @@ class SegmentResult:
         return self.files.get("label map (nifti)")
 
 
+def describe_bundle(bundle: PathLike) -> str:
+    """``name version (folder)`` of the bundle a name or path resolves to."""
+    contract = read_contract(find_bundle(bundle))
+    return f"{contract.name} {contract.version} ({contract.root})"
+
+
 def seg_source(image: Path, series: str | int | None, fmt: str) -> DicomSeries:
     """The DICOM series a SEG or RTSTRUCT will reference, checked before any work is done."""
     if not image.is_dir():

@@ -103,6 +103,15 @@ def test_wheel_install_ships_the_bundles(tmp_path, source_copy):
     files = found["files"]
     assert "abdomen_ct_segmentation/models/model.pt" in files
     assert not [f for f in files if "/eval/" in f or "checkpoint" in f], files
+    # the installed command segments by bundle name from another folder, with the installed bundle
+    image = purelib / "medseg" / "data" / "samples" / "nuclei_2d" / "img2d.tif"
+    done = subprocess.run(
+        [tmp_path / "venv" / "bin" / "medseg", "segment", str(image), "--bundle", "nuclei_fluo_unet2d",
+         "--out", "out", "--quiet"], cwd=tmp_path / "elsewhere", capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"bundle: nuclei_fluo_unet2d 0.1.0 ({bundle})" in done.stdout
+    assert (tmp_path / "elsewhere" / "out" / "img2d_instances.ome.tif").is_file()
 
 
 @pytest.mark.slow
