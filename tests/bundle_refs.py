@@ -17,6 +17,27 @@ from medseg.data import REPO_ROOT
 SCHEMA = REPO_ROOT / "medseg" / "data" / "schema" / "meta_schema.json"
 
 
+def medseg_cli(*args: str, cwd=None, timeout: int = 900) -> subprocess.CompletedProcess:
+    """The real `medseg` command in a fresh process (the caller checks the exit code)."""
+    return subprocess.run(
+        [sys.executable, "-m", "medseg.cli.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+def copy_bundle(dest: Path, source: str = "nuclei_fluo_unet3d") -> Path:
+    """A copy of a shipped bundle (the smallest by default) at ``dest``."""
+    import shutil
+
+    from medseg.bundle.locate import shipped_bundles_dir
+
+    shutil.copytree(shipped_bundles_dir() / source, dest)
+    return dest
+
+
 def monai_bundle(*args: str, cwd=None) -> subprocess.CompletedProcess:
     """Run MONAI's own bundle runner in a fresh process; fail with its output if it fails."""
     proc = subprocess.run(

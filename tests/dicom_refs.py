@@ -105,3 +105,15 @@ def decode_seg(path: Path, lps_affine: np.ndarray, shape, value_of_label: dict[s
         number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
         out[:, :, round(k)][frame.T > 0] = value_of[number]
     return out
+
+
+def oblique_affine(tilt_y_degrees: float = -15.0) -> np.ndarray:
+    """A voxel-to-RAS affine tilted 25 degrees about x and ``tilt_y_degrees`` about y, with 0.7 x 0.7
+    x 3 mm voxels: an oblique series for the SEG and RTSTRUCT tests."""
+    a, b = np.radians(25), np.radians(tilt_y_degrees)
+    rot = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    rot = rot @ np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    affine = np.eye(4)
+    affine[:3, :3] = rot * [0.7, 0.7, 3.0]
+    affine[:3, 3] = (12.5, -7.25, 100.0)
+    return affine

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +17,18 @@ def find_bundle(name_or_path: PathLike) -> Path:
 
 
 def config_file(bundle: Path, name: str) -> Path:
-    for suffix in (".json", ".yaml", ".yml"):
+    for suffix in locate.CONFIG_SUFFIXES:
         path = bundle / "configs" / f"{name}{suffix}"
         if path.is_file():
             return path
     raise BundleError(f"{bundle}: bundle has no configs/{name}.json or .yaml")
 
 
-def bundle_metadata(bundle: Path) -> dict:
-    return json.loads((bundle / "configs" / "metadata.json").read_text())
-
-
 def bundle_labels(bundle: Path) -> dict[int, str]:
-    """Label id -> name, from the output ``channel_def`` of the bundle's metadata."""
-    outputs = bundle_metadata(bundle)["network_data_format"]["outputs"]
-    channel_def = next(iter(outputs.values()))["channel_def"]
-    return {int(k): v for k, v in channel_def.items()}
+    """Channel id -> name of the bundle's output (its metadata's ``channel_def``)."""
+    from medseg.bundle.contract import read_contract
+
+    return dict(read_contract(bundle).output_names)
 
 
 def load_bundle(

@@ -167,31 +167,17 @@ def _dicom_outputs(pred, case, out_dir, stem, formats, source, algorithm) -> dic
         path = out_dir / f"{stem}_{fmt}.dcm"
         if pred.kind == "instances":
             raise InputError(f"{case.path}: --format {fmt} is for semantic labels and regions, not instances")
-        if pred.kind == "regions" and fmt == "seg":
-            written = write_seg_regions(
-                pred.regions,
-                case.geometry,
-                source,
-                pred.names,
-                path,
-                algorithm_name=name,
-                algorithm_version=version,
-            )
-        elif pred.kind == "regions":
+        if pred.kind == "regions" and fmt == "rtstruct":
             raise InputError(
                 f"{case.path}: RTSTRUCT holds one structure per voxel; use --format seg for regions"
             )
-        else:
-            writer = write_seg if fmt == "seg" else write_rtstruct
-            written = writer(
-                pred.labels,
-                case.geometry,
-                source,
-                pred.names,
-                path,
-                algorithm_name=name,
-                algorithm_version=version,
-            )
+        writer = {"seg": write_seg, "rtstruct": write_rtstruct}[fmt]
+        data = pred.labels
+        if pred.kind == "regions":
+            writer, data = write_seg_regions, pred.regions
+        written = writer(
+            data, case.geometry, source, pred.names, path, algorithm_name=name, algorithm_version=version
+        )
         if written:
             files[DICOM_NAMES[fmt]] = written
     return files

@@ -10,19 +10,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from bundle_refs import copy_bundle
 
 from medseg.bundle.catalog import bundle_info, download_bundle, install_bundle, list_bundles
-from medseg.bundle.locate import find_bundle, shipped_bundles_dir
+from medseg.bundle.locate import find_bundle
 from medseg.cli.bundle_cmd import add_bundle_parser
 from medseg.errors import BundleError
 
 
-def copy_bundle(dest: Path, source: str = "nuclei_fluo_unet3d") -> Path:
-    shutil.copytree(shipped_bundles_dir() / source, dest)
-    return dest
-
-
-@pytest.fixture
 def user_dir(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "user_bundles"
     monkeypatch.setenv("MEDSEG_BUNDLE_DIR", str(folder))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+from bundle_refs import copy_bundle
 
 from medseg.bundle.locate import (
     bundle_names,
@@ -19,13 +19,6 @@ from medseg.errors import BundleError
 SHIPPED = ("abdomen_ct_segmentation", "nuclei_fluo_unet2d", "nuclei_fluo_unet3d")
 
 
-def copy_bundle(dest: Path, source: str = "nuclei_fluo_unet3d") -> Path:
-    """A copy of a shipped bundle (the smallest by default) at ``dest``."""
-    shutil.copytree(shipped_bundles_dir() / source, dest)
-    return dest
-
-
-@pytest.fixture
 def user_dir(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "user_bundles"
     monkeypatch.setenv("MEDSEG_BUNDLE_DIR", str(folder))

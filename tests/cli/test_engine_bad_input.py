@@ -6,19 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
+from bundle_refs import medseg_cli as medseg
 
 from medseg.data import REPO_ROOT, sample_path
-
-
-def medseg(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "medseg.cli.main", *args], capture_output=True, text=True, timeout=600, cwd=cwd
-    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:

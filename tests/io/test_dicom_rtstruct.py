@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pydicom
 import pytest
-from dicom_refs import dciodvfy_errors
+from dicom_refs import dciodvfy_errors, oblique_affine
 from pydicom.data import get_testdata_file
 from pydicom.uid import CTImageStorage, RTStructureSetStorage
 from skimage.draw import disk, polygon
@@ -41,19 +41,9 @@ def phantom_label() -> np.ndarray:
     return label
 
 
-def _oblique() -> np.ndarray:
-    a, b = np.radians(25), np.radians(-20)
-    rot = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
-    rot = rot @ np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
-    affine = np.eye(4)
-    affine[:3, :3] = rot * [0.7, 0.7, 3.0]
-    affine[:3, 3] = (12.5, -7.25, 100.0)
-    return affine
-
-
 AFFINES = {
     "axial": np.array([[0.8, 0, 0, -10], [0, 0.65, 0, 20], [0, 0, 2.5, -30], [0, 0, 0, 1.0]]),
-    "oblique": _oblique(),
+    "oblique": oblique_affine(-20),
 }
 
 

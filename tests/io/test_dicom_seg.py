@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from dicom_refs import dciodvfy_errors, decode_seg
+from dicom_refs import dciodvfy_errors, decode_seg, oblique_affine
 from pydicom.data import get_testdata_file
 
 from medseg.data.synthetic import write_dicom_series
@@ -47,17 +47,7 @@ AFFINES = {
 }
 
 
-def _oblique() -> np.ndarray:
-    a, b = np.radians(25), np.radians(-15)
-    rot = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
-    rot = rot @ np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
-    affine = np.eye(4)
-    affine[:3, :3] = rot * [0.7, 0.7, 3.0]
-    affine[:3, 3] = (12.5, -7.25, 100.0)
-    return affine
-
-
-AFFINES["oblique"] = _oblique()
+AFFINES["oblique"] = oblique_affine()
 
 
 @pytest.mark.parametrize("orientation", list(AFFINES))

@@ -13,7 +13,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from dicom_refs import dciodvfy_errors
+from dicom_refs import dciodvfy_errors, oblique_affine
 
 from medseg.data.synthetic import write_dicom_series
 from medseg.errors import GeometryError
@@ -44,21 +44,11 @@ def phantom_regions() -> np.ndarray:
     return np.stack([core, whole, np.zeros(SHAPE, bool), enhancing])
 
 
-def _oblique() -> np.ndarray:
-    a, b = np.radians(25), np.radians(-15)
-    rot = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
-    rot = rot @ np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
-    affine = np.eye(4)
-    affine[:3, :3] = rot * [0.7, 0.7, 3.0]
-    affine[:3, 3] = (12.5, -7.25, 100.0)
-    return affine
-
-
 AFFINES = {
     "axial": np.array([[0.8, 0, 0, -10], [0, 0.8, 0, 20], [0, 0, 2.5, -30], [0, 0, 0, 1.0]]),
     # Slices written against their normal: medseg reads them in the other order along k.
     "reversed": np.array([[0.8, 0, 0, -10], [0, 0.8, 0, 20], [0, 0, -2.5, -30], [0, 0, 0, 1.0]]),
-    "oblique": _oblique(),
+    "oblique": oblique_affine(),
 }
 
 

@@ -5,26 +5,19 @@ with one row per instance checked against scipy."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import tifffile
+from bundle_refs import medseg_cli as medseg
 from bundle_refs import monai_bundle
 from scipy import ndimage
 
 from medseg.data import REPO_ROOT, sample_path
 
 pytestmark = pytest.mark.slow
-
-
-def medseg(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "medseg.cli.main", *args], capture_output=True, text=True, cwd=cwd, timeout=900
-    )
 
 
 def monai_instances(bundle: str, image: Path, out: Path) -> np.ndarray:

@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from bundle_refs import medseg_cli
 
 from medseg.data import sample_path
 
@@ -18,13 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 def medseg(*args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "medseg.cli.main", *args, "--quiet"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    """`medseg ARGS --quiet`, which must succeed."""
+    proc = medseg_cli(*args, "--quiet")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return proc
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import tifffile
+from bundle_refs import medseg_cli
 from zoo_refs import (
     ZOO,
     ZOO_RUN_OVERRIDES,
@@ -35,12 +36,8 @@ pytestmark = pytest.mark.slow
 
 
 def medseg(*args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "medseg.cli.main", *args, "--quiet"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    """`medseg ARGS --quiet`, which must succeed."""
+    proc = medseg_cli(*args, "--quiet")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return proc
 
