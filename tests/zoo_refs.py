@@ -25,6 +25,8 @@ ZOO_BUNDLES = (
     "brats_mri_segmentation",
     "pathology_nuclei_segmentation_classification",
     "segmentation_template",
+    "endoscopic_tool_segmentation",
+    "ventricular_short_axis_3label",
 )
 
 # Passed to every `monai.bundle run` on top of ZOO_RUN_OVERRIDES: worker processes only cost start-up
@@ -44,14 +46,19 @@ ZOO_RUN_OVERRIDES: dict[str, dict] = {
     },
     # Runs as published (SimpleInferer over the whole image; sides must be multiples of 8).
     "segmentation_template": {},
+    # An RGB image with its channels last (EnsureChannelFirstd(channel_dim=-1)); its 2D output meets the
+    # same MONAI #9068 as HoVerNet's.
+    "endoscopic_tool_segmentation": {"postprocessing#transforms#3#resample": True},
+    # A 2D network over the slices of a volume (SliceInferer): the metadata says 2D, the input is 3D.
+    "ventricular_short_axis_3label": {},
 }
 
-# Seeds whose random weights give non-trivial outputs on this module's inputs (every label/type present
-# for the 3D bundles at seed 0; HoVerNet at seed 0 finds no nucleus, at seed 3 17 instances of type 1).
 # Vendored for what they show, not run against MONAI: a datalist that reads a CSV at parse time, and a
 # network that MONAI 1.6 can no longer build. Their LICENSE is the repository's root one.
 ZOO_EXTRA = ("prostate_mri_anatomy", "swin_unetr_btcv_segmentation")
 
+# Seeds whose random weights give non-trivial outputs on this module's inputs (every label/type present
+# for the 3D bundles at seed 0; HoVerNet at seed 0 finds no nucleus, at seed 3 17 instances of type 1).
 ZOO_SEEDS: dict[str, int] = {name: 0 for name in ZOO_BUNDLES} | {
     "pathology_nuclei_segmentation_classification": 3
 }
@@ -62,7 +69,11 @@ _DATALIST = {
     "brats_mri_segmentation": ("test_datalist", "dict"),
     "pathology_nuclei_segmentation_classification": ("data_list", "dict"),
     "segmentation_template": ("data_list", "path"),
+    "endoscopic_tool_segmentation": ("datalist", "path"),
+    "ventricular_short_axis_3label": ("datalist", "path"),
 }
+# Older bundles name their run id `evaluating` (medseg runs no run id at all).
+_RUN_IDS = {"ventricular_short_axis_3label": "evaluating"}
 # Bundles whose writer names outputs by the input's path relative to `dataset_dir` (SaveImaged's
 # `data_root_dir`): left at its default, outputs land outside `output_dir`, next to the inputs.
 _ROOT_KEYS = {"segmentation_template": "dataset_dir"}
@@ -226,6 +237,7 @@ def monai_bundle_run(
         "bundle_root": str(bundle_dir),
         "output_dir": str(out_dir),
         **_datalist(bundle_dir.name, images),
+        **({"run_id": _RUN_IDS[bundle_dir.name]} if bundle_dir.name in _RUN_IDS else {}),
         **COMMON_OVERRIDES,
         **(overrides or {}),
     }

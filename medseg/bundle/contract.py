@@ -74,6 +74,20 @@ def _channel_def(spec: dict, count: int, prefix: str) -> dict[int, str]:
     return names or {i: f"{prefix}_{i}" for i in range(count)}
 
 
+def _slice_inferer(config_file: Path) -> bool:
+    """A 2D network run slice by slice over a volume (MONAI's ``SliceInferer``) takes 3D input."""
+    try:
+        if config_file.suffix == ".json":
+            config = json.loads(config_file.read_text())
+        else:
+            import yaml
+
+            config = yaml.safe_load(config_file.read_text())
+        return str(config.get("inferer", {}).get("_target_", "")).endswith("SliceInferer")
+    except (OSError, ValueError, AttributeError, ImportError):
+        return False  # an unreadable config is reported when the engine parses it
+
+
 def read_contract(root: PathLike) -> BundleContract:
     """The contract of the bundle folder ``root`` (one line naming the problem if it has none)."""
     root = Path(root)
@@ -87,6 +101,10 @@ def read_contract(root: PathLike) -> BundleContract:
     in_channels = int(image.get("num_channels", 1) or 1)
     out_channels = int(output.get("num_channels", 1) or 1)
     shape = image.get("spatial_shape") or [0, 0, 0]
+    config_file = inference_config(root)
+    spatial_dims = len(shape) if len(shape) in (2, 3) else 3
+    if spatial_dims == 2 and _slice_inferer(config_file):
+        spatial_dims = 3
     output_names = _channel_def(output, out_channels, "label")
     if output_names == {i: f"label_{i}" for i in range(out_channels)}:
         output_names = {0: "background", **{i: f"label_{i}" for i in range(1, out_channels)}}
@@ -94,9 +112,9 @@ def read_contract(root: PathLike) -> BundleContract:
         root=root,
         name=root.name,
         version=str(meta.get("version", "0")),
-        config_file=inference_config(root),
+        config_file=config_file,
         in_channels=in_channels,
-        spatial_dims=len(shape) if len(shape) in (2, 3) else 3,
+        spatial_dims=spatial_dims,
         modality=str(image.get("modality", "")),
         channel_names=tuple(_channel_def(image, in_channels, "channel").values()),
         out_channels=out_channels,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from monai.data import ImageReader
-from monai.transforms import Compose, LoadImaged, MapTransform
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, MapTransform
 from monai.utils import MetaKeys, SpaceKeys
 
 from medseg.io.case import CaseImage
@@ -19,12 +19,14 @@ CASE_KEY = "_medseg_case"
 
 
 class CaseReader(ImageReader):
-    """A MONAI reader that 'reads' a ``CaseImage``: several channels come channel-first (as MONAI
-    stacks several files), one channel without a channel axis."""
+    """A MONAI reader that 'reads' a ``CaseImage``: one channel comes without a channel axis,
+    several channel-first (as MONAI stacks several files), or channel-last where the bundle says its
+    images have their channels last (``EnsureChannelFirstd(channel_dim=-1)``, written for a reader
+    that gives an RGB file that way)."""
 
-    def __init__(self, case: CaseImage) -> None:
+    def __init__(self, case: CaseImage, channel_last: bool = False) -> None:
         super().__init__()
-        self.case = case
+        self.case, self.channel_last = case, channel_last
 
     def verify_suffix(self, filename) -> bool:
         return True
@@ -33,14 +35,19 @@ class CaseReader(ImageReader):
         return self.case
 
     def get_data(self, img: CaseImage) -> tuple[np.ndarray, dict]:
-        array = img.channel_first()
+        several = img.array.ndim > img.spatial_dims
+        array = img.array if self.channel_last or not several else img.channel_first()
         affine = np.asarray(img.geometry.affine, dtype=np.float64)
         meta = {
             MetaKeys.AFFINE: affine.copy(),
             MetaKeys.ORIGINAL_AFFINE: affine.copy(),
             MetaKeys.SPATIAL_SHAPE: np.asarray(img.spatial_shape),
             MetaKeys.SPACE: SpaceKeys.RAS,
-            MetaKeys.ORIGINAL_CHANNEL_DIM: float("nan") if array.ndim == img.spatial_dims else 0,
+            MetaKeys.ORIGINAL_CHANNEL_DIM: -1
+            if several and self.channel_last
+            else 0
+            if several
+            else float("nan"),
             "filename_or_obj": str(img.path),
         }
         return array, meta
@@ -49,32 +56,44 @@ class CaseReader(ImageReader):
 class LoadCased(MapTransform):
     """Wraps a bundle's ``LoadImaged``: loads ``data[CASE_KEY]`` with it instead of the file."""
 
-    def __init__(self, load: LoadImaged) -> None:
+    def __init__(self, load: LoadImaged, channel_last: bool = False) -> None:
         super().__init__(load.keys, allow_missing_keys=True)
-        self.load = load
+        self.load, self.channel_last = load, channel_last
 
     def __call__(self, data: dict) -> dict:
         d = dict(data)
         case = d.pop(CASE_KEY, None)
         if case is None:  # a path, as the bundle expects: read as the bundle would
             return self.load(d)
-        return self.load(d, reader=CaseReader(case))
+        return self.load(d, reader=CaseReader(case, self.channel_last))
 
 
-def replace_loaders(transform) -> list[LoadCased]:
+def channels_last(transform) -> bool:
+    """Whether the bundle's first ``EnsureChannelFirstd`` says that images have their channels last."""
+    for step in getattr(transform, "transforms", []):
+        if isinstance(step, EnsureChannelFirstd):
+            return step.adjuster.input_channel_dim == -1
+        if isinstance(step, Compose) and (found := channels_last(step)):
+            return found
+    return False
+
+
+def replace_loaders(transform, channel_last: bool | None = None) -> list[LoadCased]:
     """Wrap every ``LoadImaged`` of a (nested) ``Compose`` in place; returns the wrappers.
 
     In place, because a bundle's ``Invertd`` holds the same ``Compose`` object.
     """
     if not isinstance(transform, Compose):
         return []
+    if channel_last is None:
+        channel_last = channels_last(transform)
     found, steps = [], []
     for step in transform.transforms:
         if isinstance(step, LoadImaged):
-            step = LoadCased(step)
+            step = LoadCased(step, channel_last)
             found.append(step)
         else:
-            found += replace_loaders(step)
+            found += replace_loaders(step, channel_last)
         steps.append(step)
     transform.transforms = tuple(steps) if isinstance(transform.transforms, tuple) else steps
     return found

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,8 @@ class BundleParts:
         self._step("configs", lambda: parser.read_config(str(contract.config_file)))
         self._step("metadata", lambda: parser.read_meta(str(contract.root / "configs" / "metadata.json")))
         parser["bundle_root"] = str(contract.root)
+        if str(contract.root) not in sys.path:  # bundles import their scripts/, as under monai.bundle run
+            sys.path.insert(1, str(contract.root))
         if device is None:
             device = "cuda:0" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)

@@ -232,3 +232,56 @@ def test_a_bundle_monai_can_no_longer_build_is_one_line(tmp_path):
         "unexpected keyword argument 'img_size'" in proc.stderr and "written for MONAI 1.4.0" in proc.stderr
     )
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "name", ["endoscopic_tool_segmentation", "pathology_nuclei_segmentation_classification"]
+)
+def test_png_bundles_see_what_their_own_loader_gives(zoo, tmp_path, name):
+    """The bundle's preprocessing of the case medseg read equals its preprocessing of the file under
+    its own LoadImaged (PILReader): endoscopic_tool_segmentation says its images have their channels
+    last (EnsureChannelFirstd(channel_dim=-1)), HoVerNet reads the channel axis from the metadata."""
+    from monai.bundle import ConfigParser
+
+    from medseg.bundle.engine import BundleEngine
+
+    image = hovernet_png(tmp_path)
+    engine = BundleEngine(zoo[name], device="cpu")
+    ours = engine.preprocess(engine.read(image))["image"]
+    parser = ConfigParser()
+    parser.read_config(str(zoo[name] / "configs" / "inference.json"))
+    theirs = parser.get_parsed_content("preprocessing")({"image": str(image)})["image"]
+    assert ours.shape == theirs.shape and ours.shape[0] == 3
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), atol=1e-6)
+
+
+def test_rgb_bundle_with_channels_last(zoo, tmp_path):
+    """endoscopic_tool_segmentation end to end: a 2D mask in tifffile's order, equal to the PNG that
+    MONAI's run writes (random weights predict one class here: the test above holds the input)."""
+    from PIL import Image
+
+    name = "endoscopic_tool_segmentation"
+    image = hovernet_png(tmp_path)
+    out = tmp_path / "out"
+    medseg("segment", str(image), "--bundle", str(zoo[name]), "--out", str(out))
+    labels = tifffile.imread(out / "hovernet_he_seg.ome.tif")
+    assert labels.shape == (260, 300) and set(np.unique(labels)) <= {0, 1}
+    run = monai_bundle_run(zoo[name], [image], tmp_path / "monai", ZOO_RUN_OVERRIDES[name])
+    expected = np.asarray(Image.open(reference(run, ".png")))  # scaled by 255, rows and columns
+    np.testing.assert_array_equal(labels, expected // 255)
+
+
+def test_slice_inferer_bundle_with_an_older_run_id(zoo, tmp_path):
+    """ventricular_short_axis_3label: a 2D network (so its metadata says 2D) run slice by slice over
+    a 3D volume with SliceInferer, and a run id `evaluating`, which medseg never needs."""
+    name = "ventricular_short_axis_3label"
+    image = tmp_path / "mr.nii.gz"
+    nib.save(nib.load(sample_path("example_mr_sm.nii.gz")).slicer[20:84, 10:74, :], image)
+    medseg("segment", str(image), "--bundle", str(zoo[name]), "--out", str(tmp_path / "out"))
+    labels, _ = nifti(tmp_path / "out" / "mr_seg.nii.gz")
+    assert_same_grid(tmp_path / "out" / "mr_seg.nii.gz", image)
+    assert set(np.unique(labels)) <= {0, 1, 2, 3}
+    assert_not_trivial(labels)
+    run = monai_bundle_run(zoo[name], [image], tmp_path / "monai")
+    expected, _ = nifti(reference(run))
+    np.testing.assert_array_equal(labels, np.rint(expected).astype(labels.dtype))
