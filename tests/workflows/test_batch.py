@@ -114,3 +114,17 @@ def test_cli_summary_and_exit_code(batch, inputs):
     assert proc.returncode == 1, proc.stderr
     assert "3 cases: 0 done, 2 skipped (already done), 1 failed" in proc.stdout
     assert "failed: broken:" in proc.stdout
+
+
+def test_datalist_items_with_one_file_per_channel(inputs, tmp_path):
+    """A datalist item whose image is a list is one case with a file per channel, in that order."""
+    datalist = tmp_path / "list.json"
+    channels = [str(inputs / "first.nii.gz"), str(inputs / "second.nii.gz")]
+    datalist.write_text(json.dumps({"testing": [{"image": channels}, {"image": channels[1]}]}))
+    cases = expand_inputs([datalist])
+    assert [(c.name, c.images) for c in cases] == [
+        ("first", [inputs / "first.nii.gz", inputs / "second.nii.gz"]),
+        ("second", [inputs / "second.nii.gz"]),
+    ]
+    (one,) = expand_inputs(channels, channels=True)  # the same from the command line
+    assert one.images == [inputs / "first.nii.gz", inputs / "second.nii.gz"]
