@@ -30,6 +30,12 @@ class BundleContract:
     out_channels: int
     output_names: dict[int, str] = field(default_factory=dict)  # channel index -> name, as declared
     monai_version: str = ""  # the MONAI version the bundle was written for
+    output_formats: tuple[str, ...] = ()  # each output's declared format ("segmentation", "classes", ...)
+
+    @property
+    def segments(self) -> bool:
+        """Whether an output is a segmentation (the zoo writes "segmentation", or "labels")."""
+        return any(f in ("segmentation", "labels") for f in self.output_formats)
 
     @property
     def background_first(self) -> bool:
@@ -120,4 +126,5 @@ def read_contract(root: PathLike) -> BundleContract:
         out_channels=out_channels,
         output_names=output_names,
         monai_version=str(meta.get("monai_version", "")),
+        output_formats=tuple(str(o.get("format", "")) for o in outputs.values()),
     )

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from medseg.bundle.contract import BundleContract, read_contract
 from medseg.bundle.loader import CASE_KEY, replace_loaders
-from medseg.bundle.parts import BundleParts, check_case, check_device
+from medseg.bundle.parts import BundleParts, check_case, check_device, describe
 from medseg.bundle.prediction import Prediction, to_prediction, without_savers
 from medseg.errors import BundleError, MedsegError
 from medseg.io.case import CaseImage, read_case
@@ -29,10 +29,6 @@ def root_medseg_error(err: BaseException) -> MedsegError | None:
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
-
-
-def _one_line(err: BaseException) -> str:
-    return (" ".join(str(err).split()) or type(err).__name__)[:300]
 
 
 class BundleEngine:
@@ -71,7 +67,7 @@ class BundleEngine:
             return self.parts.preprocessing({self.image_key: str(case.path), CASE_KEY: case})
         except Exception as err:
             raise root_medseg_error(err) or BundleError(
-                f"bundle {self.name}: preprocessing failed on {case.path}: {_one_line(err)}"
+                f"bundle {self.name}: preprocessing failed on {case.path}: {describe(err)}"
             ) from None
 
     def predict(self, item: dict, case: CaseImage) -> Prediction:
@@ -92,7 +88,7 @@ class BundleEngine:
             return to_prediction(evaluator.state.output[0], self.saved_keys, case, self.contract)
         except Exception as err:
             raise root_medseg_error(err) or BundleError(
-                f"bundle {self.name}: inference failed on {case.path}: {_one_line(err)}"
+                f"bundle {self.name}: inference failed on {case.path}: {describe(err)}"
             ) from None
 
     def __call__(self, images: PathLike | Sequence[PathLike], series: str | int | None = None) -> Prediction:

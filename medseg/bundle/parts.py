@@ -8,6 +8,7 @@ Only what inference needs is parsed from the bundle's inference config: ``networ
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
@@ -38,13 +39,40 @@ def _short(err: BaseException) -> str:
     return text[:200]
 
 
-def _why(err: BaseException) -> str:
-    """The deepest cause of a config error (MONAI wraps it in 'Failed to instantiate component ...')."""
+def describe(err: BaseException) -> str:
+    """The deepest cause of an error, with the component MONAI names when it wraps one ('Failed to
+    instantiate component ...', 'applying transform ...')."""
     component = re.search(r"component '([\w.]+)'", str(err))
-    while err.__cause__ is not None:
-        err = err.__cause__
+    while (err.__cause__ or err.__context__) is not None:
+        err = err.__cause__ or err.__context__
     where = f"{component.group(1)}: " if component else ""
     return f"{where}{type(err).__name__}: {_short(err)}"
+
+
+@contextlib.contextmanager
+def bundle_imports(root: Path):
+    """The bundle's folder on ``sys.path`` while it is parsed, so that its ``scripts/`` import as
+    under ``monai.bundle run``; another bundle's ``scripts`` modules are forgotten first, so that the
+    same module names never run one bundle's code for another."""
+    for name in [m for m in sys.modules if m == "scripts" or m.startswith("scripts.")]:
+        del sys.modules[name]
+    sys.path.insert(1, str(root))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(root))
+
+
+def _without_readers(config) -> None:
+    """Drop the ``reader`` of every ``LoadImaged`` in the config: medseg hands the case to the loader
+    itself, and a reader whose package is missing (ITK) must not stop the bundle."""
+    if isinstance(config, dict):
+        if str(config.get("_target_", "")).endswith("LoadImaged"):
+            config.pop("reader", None)
+            config.pop("converter", None)  # PILReader's argument
+        config = list(config.values())
+    for item in config if isinstance(config, list) else []:
+        _without_readers(item)
 
 
 class BundleParts:
@@ -54,28 +82,27 @@ class BundleParts:
         import torch
         from monai.bundle import ConfigParser
 
+        check_segments(contract)
         self.contract = contract
         self.parser = parser = ConfigParser()
         self.where = contract.root.name
         self._step("configs", lambda: parser.read_config(str(contract.config_file)))
         self._step("metadata", lambda: parser.read_meta(str(contract.root / "configs" / "metadata.json")))
+        check_evaluator(parser, self.where)
         parser["bundle_root"] = str(contract.root)
-        if str(contract.root) not in sys.path:  # bundles import their scripts/, as under monai.bundle run
-            sys.path.insert(1, str(contract.root))
         if device is None:
             device = "cuda:0" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         parser["device"] = self.device  # an object, not an expression: nothing of ours is evaluated
         for key, value in (overrides or {}).items():
             parser[key] = value
-        self.image_key = (
-            parser.get("image_key", "image") if isinstance(parser.get("image_key"), str) else "image"
-        )
-        self.network = self._parse("network" if "network" in parser else "network_def").to(self.device)
-        self.preprocessing = self._parse("preprocessing")
-        self.inferer = self._parse("inferer")
-        self.postprocessing = self._parse("postprocessing")
-        self.amp = bool(self._parse("evaluator#amp")) if "evaluator#amp" in parser else False
+        _without_readers(parser.config)
+        with bundle_imports(contract.root):
+            self.network = self._parse("network" if "network" in parser else "network_def").to(self.device)
+            self.preprocessing = self._parse("preprocessing")
+            self.inferer = self._parse("inferer")
+            self.postprocessing = self._parse("postprocessing")
+            self.amp = bool(self._parse("evaluator#amp")) if "evaluator#amp" in parser else False
         self.weights = self._load_weights()
 
     def _step(self, what: str, fn):
@@ -88,7 +115,7 @@ class BundleParts:
             import monai
 
             note = f" (written for MONAI {written_for}; this is {monai.__version__})" if written_for else ""
-            raise BundleError(f"bundle {self.where}: cannot build '{what}': {_why(err)}{note}") from None
+            raise BundleError(f"bundle {self.where}: cannot build '{what}': {describe(err)}{note}") from None
 
     def _parse(self, id_: str) -> Any:
         if id_ not in self.parser:
@@ -129,6 +156,27 @@ class BundleParts:
         except Exception as err:
             raise BundleError(f"{path}: weights do not fit the bundle's network: {_short(err)}") from None
         return path
+
+
+def check_segments(contract: BundleContract) -> None:
+    """``medseg segment`` runs segmentation bundles; a classifier or generator is refused up front."""
+    if not contract.segments:
+        kinds = ", ".join(f for f in contract.output_formats if f) or "none declared"
+        raise BundleError(
+            f"bundle {contract.name}: not a segmentation bundle (its metadata declares outputs of format "
+            f"{kinds}); run it with python -m monai.bundle run"
+        )
+
+
+def check_evaluator(parser, where: str) -> None:
+    """medseg drives the bundle's parts with MONAI's SupervisedEvaluator; a bundle whose own evaluator
+    is another class (interactive prompts, custom steps) is refused up front."""
+    target = str((parser.get("evaluator") or {}).get("_target_", "SupervisedEvaluator"))
+    if not target.endswith("SupervisedEvaluator"):
+        raise BundleError(
+            f"bundle {where}: runs its own evaluator ({target}), which medseg cannot drive; "
+            "use python -m monai.bundle run for it"
+        )
 
 
 def check_case(case: CaseImage, contract: BundleContract) -> None:

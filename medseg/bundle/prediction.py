@@ -82,12 +82,20 @@ def _on_grid(value, case: CaseImage, name: str) -> np.ndarray:
         array = array[0]
     if array.ndim != dims:
         raise ValueError(f"output '{name}' has shape {array.shape}, not one channel of {dims}D")
-    affine = getattr(value, "affine", None)
-    if tuple(array.shape) == case.spatial_shape and (affine is None or dims == 2):
+    # A MetaTensor carries the input's geometry only when it was computed from the input (MONAI's
+    # networks keep it); one a network made afresh holds a default identity affine, which means nothing.
+    meta = getattr(value, "meta", None) or {}
+    affine = getattr(value, "affine", None) if "filename_or_obj" in meta else None
+    same_shape = tuple(array.shape) == case.spatial_shape
+    if same_shape and (affine is None or dims == 2):
         return array
+    if affine is None:
+        raise ValueError(
+            f"output '{name}' has shape {array.shape} and no geometry; the input is {case.spatial_shape}"
+        )
     affine = np.asarray(convert_to_numpy(affine), dtype=np.float64)
     target = case.geometry.affine
-    if tuple(array.shape) == case.spatial_shape and np.allclose(affine, target, atol=1e-3):
+    if same_shape and np.allclose(affine, target, atol=1e-3):
         return array
     return label_to_grid(np.rint(array).astype(np.int32), affine, case.spatial_shape, target)
 

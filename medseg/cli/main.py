@@ -221,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.debug:
         warnings.filterwarnings("ignore")
-        if args.command != "train":  # library chatter is not for users (training logs are)
-            logging.disable(logging.WARNING)
+        if args.command != "train":  # library chatter is not for users (training logs are); ignite
+            logging.disable(logging.ERROR)  # logs a failed run as ERROR before medseg says it in one line
     from medseg.errors import MedsegError
 
     try:

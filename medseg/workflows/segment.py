@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from medseg.bundle.contract import read_contract
-from medseg.bundle.parts import check_case, check_device
+from medseg.bundle.parts import check_case, check_device, check_segments
 from medseg.errors import InputError
 from medseg.io import atomic_dir
 from medseg.io.case import CaseImage, read_case
@@ -79,6 +79,7 @@ class Segmenter:
         self.formats = parse_formats(formats)
         self.device = check_device(device)
         self.contract = read_contract(find_bundle(bundle))
+        check_segments(self.contract)
         self.progress, self.overrides = progress, overrides
         self.engine = None
         self._lock = threading.Lock()
