@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-from medseg.io.atomic import atomic_dir, atomic_path
-from medseg.io.dicom import DicomSeries, find_series, read_dicom_folder, read_series
-from medseg.io.geometry import Geometry
-from medseg.io.nifti import read_nifti, write_nifti
-from medseg.io.raster import read_raster
-from medseg.io.registry import read_image
-from medseg.io.resample import label_to_grid
-from medseg.io.sitk_image import read_sitk_image, write_sitk_image
+import importlib
+
+# Imported on use, so that reading a NIfTI file never loads pydicom, highdicom or SimpleITK.
+_WHERE = {
+    "atomic_dir": "atomic",
+    "atomic_path": "atomic",
+    "DicomSeries": "dicom",
+    "find_series": "dicom",
+    "read_dicom_folder": "dicom",
+    "read_series": "dicom",
+    "Geometry": "geometry",
+    "read_nifti": "nifti",
+    "write_nifti": "nifti",
+    "read_raster": "raster",
+    "read_image": "registry",
+    "label_to_grid": "resample",
+    "read_sitk_image": "sitk_image",
+    "write_sitk_image": "sitk_image",
+    "MedsegReader": "monai_reader",  # MONAI loads only when a bundle asks for the reader
+}
 
 
-def __getattr__(name: str):  # MONAI loads only when a bundle asks for the reader
-    if name == "MedsegReader":
-        from medseg.io.monai_reader import MedsegReader
-
-        return MedsegReader
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"medseg.io.{_WHERE[name]}"), name)
     raise AttributeError(f"module 'medseg.io' has no attribute {name!r}")
 
 

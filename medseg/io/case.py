@@ -15,43 +15,8 @@ import numpy as np
 
 from medseg.errors import InputError
 from medseg.io.geometry import Geometry
-from medseg.io.registry import read_image
+from medseg.io.registry import image_kind, image_stem, read_image  # noqa: F401 (image_stem: re-exported)
 from medseg.typing import PathLike
-
-# Output label maps follow the input's format; the kind of a path decides which.
-_KINDS = {
-    ".nii.gz": "nifti",
-    ".nii": "nifti",
-    ".nrrd": "nrrd",
-    ".nhdr": "nrrd",
-    ".mha": "mha",
-    ".mhd": "mha",
-    ".ome.tiff": "tiff",
-    ".ome.tif": "tiff",
-    ".tiff": "tiff",
-    ".tif": "tiff",
-    ".png": "raster",
-    ".jpg": "raster",
-    ".jpeg": "raster",
-    ".bmp": "raster",
-}
-
-
-def image_kind(path: PathLike) -> str:
-    """``dicom`` (a folder), ``nifti``, ``nrrd``, ``mha``, ``tiff`` or ``raster`` (PNG/JPEG)."""
-    path = Path(path)
-    if path.is_dir():
-        return "dicom"
-    name = path.name.lower()
-    return next((kind for suffix, kind in _KINDS.items() if name.endswith(suffix)), "unknown")
-
-
-def image_stem(path: PathLike) -> str:
-    """The file name without its image suffix (``ct.nii.gz`` -> ``ct``); a folder's name as is."""
-    name = Path(path).name
-    lower = name.lower()
-    suffix = next((s for s in _KINDS if lower.endswith(s)), "")
-    return name[: len(name) - len(suffix)] if suffix and len(suffix) < len(name) else name
 
 
 @dataclass

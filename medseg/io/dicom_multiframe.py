@@ -8,7 +8,6 @@ geometry, and reads the per-frame geometry that `medseg dicom ls` shows.
 
 from __future__ import annotations
 
-import highdicom
 import numpy as np
 from pydicom.dataset import Dataset
 
@@ -46,6 +45,8 @@ def frame_positions(ds: Dataset) -> np.ndarray:
 def read_multiframe(ds: Dataset) -> tuple[np.ndarray, Geometry]:
     """Read an enhanced multi-frame object (any transfer syntax pydicom decodes) as a volume."""
     try:
+        import highdicom  # imported on use: only enhanced multi-frame objects need it
+
         volume = highdicom.imread(ds.filename).get_volume(
             dtype=np.float32, apply_real_world_transform=False, apply_modality_transform=True
         )

@@ -158,6 +158,8 @@ def write_prediction(
 
 
 def _dicom_outputs(pred, case, out_dir, stem, formats, source, algorithm) -> dict[str, Path]:
+    if not any(f in DICOM_FORMATS for f in formats):
+        return {}  # and pydicom and highdicom are not loaded
     from medseg.io.dicom_rtstruct import write_rtstruct
     from medseg.io.dicom_seg import write_seg, write_seg_regions
 

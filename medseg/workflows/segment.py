@@ -7,20 +7,22 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medseg.bundle.contract import read_contract
 from medseg.bundle.parts import check_case, check_device, check_segments
 from medseg.errors import InputError
-from medseg.io import atomic_dir
+from medseg.io.atomic import atomic_dir
 from medseg.io.case import CaseImage, read_case
-from medseg.io.dicom import DicomSeries, find_series, select_series
-from medseg.io.dicom_seg import check_seg_source
 from medseg.typing import PathLike
 from medseg.workflows.bundles import find_bundle
 from medseg.workflows.cases import Case, image_stem
 from medseg.workflows.outputs import DICOM_FORMATS, parse_formats, write_prediction
+
+if TYPE_CHECKING:
+    from medseg.io.dicom import DicomSeries
 
 
 @dataclass
@@ -48,6 +50,9 @@ def describe_bundle(bundle: PathLike) -> str:
 
 def seg_source(image: Path, series: str | int | None, fmt: str) -> DicomSeries:
     """The DICOM series a SEG or RTSTRUCT will reference, checked before any work is done."""
+    from medseg.io.dicom import find_series, select_series
+    from medseg.io.dicom_seg import check_seg_source
+
     if not image.is_dir():
         raise InputError(f"{image}: --format {fmt} needs a DICOM folder as input (it references its source)")
     source = select_series(find_series(image), image, series)
