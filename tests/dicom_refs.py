@@ -117,3 +117,23 @@ def oblique_affine(tilt_y_degrees: float = -15.0) -> np.ndarray:
     affine[:3, :3] = rot * [0.7, 0.7, 3.0]
     affine[:3, 3] = (12.5, -7.25, 100.0)
     return affine
+
+
+def decode_segments(path: Path, shape, lps_affine: np.ndarray) -> dict[str, np.ndarray]:
+    """Each segment of a binary SEG, by label, as a bool array on the grid ``(shape, lps_affine)``,
+    placed by pydicom alone from each frame's plane position (segments may overlap)."""
+    ds = pydicom.dcmread(path)
+    label_of = {int(s.SegmentNumber): str(s.SegmentLabel) for s in ds.SegmentSequence}
+    out = {label: np.zeros(shape, bool) for label in label_of.values()}
+    seen = set()
+    frames = ds.pixel_array.reshape(-1, ds.Rows, ds.Columns)
+    inverse = np.linalg.inv(lps_affine)
+    for frame, item in zip(frames, ds.PerFrameFunctionalGroupsSequence, strict=True):
+        position = np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float)
+        i, j, k = (inverse @ np.r_[position, 1])[:3]
+        assert max(abs(i), abs(j), abs(k - round(k))) < WORLD_ATOL, "frame off the grid"
+        number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        assert (number, round(k)) not in seen, "two frames of one segment on one slice"
+        seen.add((number, round(k)))
+        out[label_of[number]][:, :, round(k)] = frame.T > 0
+    return out

@@ -94,7 +94,7 @@ def expand_inputs(
     one case, in the bundle's channel order."""
     if channels:
         files = [Path(t) for t in inputs]
-        missing = next((f for f in files if not f.is_file()), None)
+        missing = next((f for f in files if not f.exists()), None)  # files or DICOM folders
         if missing is not None:
             raise InputError(f"{missing}: file not found")
         return [Case(image_stem(files[0]), files[0], None, tuple(files[1:]))]

@@ -13,7 +13,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from dicom_refs import dciodvfy_errors, oblique_affine
+from dicom_refs import dciodvfy_errors, decode_segments, oblique_affine
 
 from medseg.data.synthetic import write_dicom_series
 from medseg.errors import GeometryError
@@ -61,25 +61,6 @@ def _source(tmp_path, affine):
     return files, geometry, find_series(tmp_path / "ct")[0], flipped
 
 
-def decode_segments_with_pydicom(path, lps_affine) -> dict[str, np.ndarray]:
-    """Each segment of a SEG, by label, as a bool array on the grid ``(SHAPE, lps_affine)``."""
-    ds = pydicom.dcmread(path)
-    label_of = {int(s.SegmentNumber): str(s.SegmentLabel) for s in ds.SegmentSequence}
-    out = {label: np.zeros(SHAPE, bool) for label in label_of.values()}
-    seen = set()
-    frames = ds.pixel_array.reshape(-1, ds.Rows, ds.Columns)
-    inverse = np.linalg.inv(lps_affine)
-    for frame, item in zip(frames, ds.PerFrameFunctionalGroupsSequence, strict=True):
-        position = np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float)
-        i, j, k = (inverse @ np.r_[position, 1])[:3]
-        assert abs(i) < ATOL and abs(j) < ATOL and abs(k - round(k)) < ATOL, "frame off the grid"
-        number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
-        assert (number, round(k)) not in seen, "two frames of one segment on one slice"
-        seen.add((number, round(k)))
-        out[label_of[number]][:, :, round(k)] = frame.T > 0
-    return out
-
-
 def volume_on_grid(volume: hd.Volume, lps_affine) -> np.ndarray:
     """highdicom's ``(slices, rows, cols, segments)`` volume placed on ``(SHAPE, lps_affine)``:
     ``(segments, *SHAPE)``; every one of its voxels must land on a grid voxel."""
@@ -123,7 +104,7 @@ def test_overlapping_regions_round_trip(orientation, tmp_path):
     assert [int(s.SegmentNumber) for s in ds.SegmentSequence] == [1, 2, 3]
     kept = expected[[0, 1, 3]]
 
-    by_label = decode_segments_with_pydicom(out, written_affine)
+    by_label = decode_segments(out, SHAPE, written_affine)
     for label, region in zip(PRESENT, kept, strict=True):
         np.testing.assert_array_equal(by_label[label], region, err_msg=label)
     # Overlaps survive: an enhancing voxel lies in all three segments.

@@ -285,3 +285,39 @@ def test_slice_inferer_bundle_with_an_older_run_id(zoo, tmp_path):
     run = monai_bundle_run(zoo[name], [image], tmp_path / "monai")
     expected, _ = nifti(reference(run))
     np.testing.assert_array_equal(labels, np.rint(expected).astype(labels.dtype))
+
+
+def test_brats_from_dicom_folders_to_an_overlapping_seg(zoo, tmp_path):
+    """Four MR series of one study (DICOM folders) as the four channels: the regions come back as a
+    DICOM SEG with one, overlapping, segment per region that dciodvfy accepts and that pydicom alone
+    places voxel for voxel where the regions file has them."""
+    from dicom_refs import dciodvfy_errors, decode_segments
+    from pydicom.uid import generate_uid
+
+    from medseg.io.geometry import LPS_TO_RAS
+
+    name = "brats_mri_segmentation"
+    files = brats_channels(tmp_path)
+    study = {"study": generate_uid(), "frame_of_reference": generate_uid()}
+    folders = []
+    for path in files:
+        image = nib.load(path)
+        folders.append(tmp_path / path.name.replace(".nii.gz", ""))
+        volume = np.rint(np.asarray(image.dataobj)).astype(np.int16)
+        write_dicom_series(volume, LPS_TO_RAS @ image.affine, folders[-1], modality="MR", uids=dict(study))
+    out = tmp_path / "out"
+    medseg("segment", *map(str, folders), "--channels", "--bundle", str(zoo[name]), "--format", "nifti,seg",
+           "--out", str(out), *overrides(name))  # fmt: skip
+    regions, affine = nifti(out / "brats_t1c_regions.nii.gz")
+    assert_not_trivial(regions)
+    seg = out / "brats_t1c_seg.dcm"
+    assert dciodvfy_errors(seg) == []
+    segments = decode_segments(seg, regions.shape[:3], LPS_TO_RAS @ affine)
+    names = ["Tumor core", "Whole tumor", "Enhancing tumor"]
+    present = [n for i, n in enumerate(names) if regions[..., i].any()]
+    assert list(segments) == present
+    for i, label in enumerate(names):
+        if label in segments:
+            np.testing.assert_array_equal(segments[label], regions[..., i] > 0, err_msg=label)
+    overlap = (regions > 0).sum(-1) > 1
+    assert overlap.any()  # nested regions: a voxel in several segments
