@@ -61,16 +61,6 @@ def inference_config(root: Path) -> Path:
     return path
 
 
-def _read_metadata(root: Path) -> dict:
-    path = root / "configs" / "metadata.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BundleError(f"{root}: not a bundle (no configs/metadata.json)") from None
-    except ValueError as err:
-        raise BundleError(f"{path}: not valid JSON ({err})") from None
-
-
 def _channel_def(spec: dict, count: int, prefix: str) -> dict[int, str]:
     raw = spec.get("channel_def") or {}
     try:
@@ -97,7 +87,9 @@ def _slice_inferer(config_file: Path) -> bool:
 def read_contract(root: PathLike) -> BundleContract:
     """The contract of the bundle folder ``root`` (one line naming the problem if it has none)."""
     root = Path(root)
-    meta = _read_metadata(root)
+    from medseg.bundle.locate import read_metadata
+
+    meta = read_metadata(root)
     fmt = meta.get("network_data_format") or {}
     inputs, outputs = fmt.get("inputs") or {}, fmt.get("outputs") or {}
     if not inputs or not outputs:

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 from medseg.bundle.contract import BundleContract, read_contract
 from medseg.bundle.loader import CASE_KEY, replace_loaders
-from medseg.bundle.parts import BundleParts, check_case, check_device, describe
+from medseg.bundle.parts import BundleParts, check_device, describe, read_checked
 from medseg.bundle.prediction import Prediction, to_prediction, without_savers
 from medseg.errors import BundleError, MedsegError
-from medseg.io.case import CaseImage, read_case
+from medseg.io.case import CaseImage
 from medseg.typing import PathLike
 
 
@@ -57,9 +57,7 @@ class BundleEngine:
 
     def read(self, images: PathLike | Sequence[PathLike], series: str | int | None = None) -> CaseImage:
         """Read a case (one file, a DICOM folder, or one file per channel) and check it fits the bundle."""
-        case = read_case(images, series, self.contract.spatial_dims)
-        check_case(case, self.contract)
-        return case
+        return read_checked(images, series, self.contract)
 
     def preprocess(self, case: CaseImage) -> dict:
         """The bundle's preprocessing applied to the case as read."""

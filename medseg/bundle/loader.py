@@ -37,17 +37,14 @@ class CaseReader(ImageReader):
     def get_data(self, img: CaseImage) -> tuple[np.ndarray, dict]:
         several = img.array.ndim > img.spatial_dims
         array = img.array if self.channel_last or not several else img.channel_first()
+        channel_dim = (-1 if self.channel_last else 0) if several else float("nan")  # nan: none
         affine = np.asarray(img.geometry.affine, dtype=np.float64)
         meta = {
             MetaKeys.AFFINE: affine.copy(),
             MetaKeys.ORIGINAL_AFFINE: affine.copy(),
             MetaKeys.SPATIAL_SHAPE: np.asarray(img.spatial_shape),
             MetaKeys.SPACE: SpaceKeys.RAS,
-            MetaKeys.ORIGINAL_CHANNEL_DIM: -1
-            if several and self.channel_last
-            else 0
-            if several
-            else float("nan"),
+            MetaKeys.ORIGINAL_CHANNEL_DIM: channel_dim,
             "filename_or_obj": str(img.path),
         }
         return array, meta

@@ -9,7 +9,6 @@ Only what inference needs is parsed from the bundle's inference config: ``networ
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
 import sys
 from pathlib import Path
@@ -19,9 +18,8 @@ import numpy as np
 
 from medseg.bundle.contract import BundleContract
 from medseg.errors import BundleError, InputError
-from medseg.io.case import CaseImage
-
-log = logging.getLogger(__name__)
+from medseg.io.case import CaseImage, read_case
+from medseg.typing import PathLike
 
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 CHECKPOINT_LOADERS = ("CheckpointLoader",)
@@ -103,7 +101,7 @@ class BundleParts:
             self.inferer = self._parse("inferer")
             self.postprocessing = self._parse("postprocessing")
             self.amp = bool(self._parse("evaluator#amp")) if "evaluator#amp" in parser else False
-        self.weights = self._load_weights()
+        self._load_weights()
 
     def _step(self, what: str, fn):
         try:
@@ -133,7 +131,7 @@ class BundleParts:
                 return id_, keys[0] if len(keys) == 1 else "model"
         return None, "model"
 
-    def _load_weights(self) -> Path:
+    def _load_weights(self) -> None:
         import torch
 
         id_, key = self._checkpoint_config()
@@ -155,7 +153,6 @@ class BundleParts:
             self.network.load_state_dict(state, strict=True)
         except Exception as err:
             raise BundleError(f"{path}: weights do not fit the bundle's network: {_short(err)}") from None
-        return path
 
 
 def check_segments(contract: BundleContract) -> None:
@@ -199,3 +196,13 @@ def check_case(case: CaseImage, contract: BundleContract) -> None:
         )
     if case.array.dtype.kind == "f" and not np.isfinite(case.array).all():
         raise InputError(f"{case.path}: image holds NaN or infinite values")
+
+
+def read_checked(
+    images: PathLike | list[PathLike], series: str | int | None, contract: BundleContract
+) -> CaseImage:
+    """Read a case (one file, a DICOM folder, or one file per channel) and check it fits the bundle;
+    needs only the contract, so a bad input is refused before MONAI loads the bundle."""
+    case = read_case(images, series, contract.spatial_dims)
+    check_case(case, contract)
+    return case

@@ -102,9 +102,8 @@ def _on_grid(value, case: CaseImage, name: str) -> np.ndarray:
 
 def _as_labels(array: np.ndarray) -> np.ndarray:
     values = np.rint(array)
-    top = int(values.max(initial=0))
-    dtype = np.uint8 if top < 256 and values.min(initial=0) >= 0 else np.int32 if top >= 65536 else np.uint16
-    return values.astype(dtype)
+    low, high = int(values.min(initial=0)), int(values.max(initial=0))
+    return values.astype(np.result_type(np.min_scalar_type(low), np.min_scalar_type(high)))
 
 
 def to_prediction(output: dict, saved: list[str], case: CaseImage, contract: BundleContract) -> Prediction:

@@ -83,7 +83,7 @@ def _segment(args: argparse.Namespace) -> int:
 
 
 def _segment_one(args: argparse.Namespace, case) -> int:
-    from medseg.workflows.segment import segment
+    from medseg.workflows.segment import format_bundle, segment
 
     result = segment(
         case.images,
@@ -95,8 +95,7 @@ def _segment_one(args: argparse.Namespace, case) -> int:
         formats=args.format,
         overrides=_overrides(args.override),
     )
-    name, version, folder = result.bundle
-    print(f"bundle: {name} {version} ({folder})")  # as describe_bundle
+    print(f"bundle: {format_bundle(*result.bundle)}")
     for what, path in result.files.items():
         print(f"{what}: {path}")
     for fmt, what in (("seg", "DICOM SEG"), ("rtstruct", "RTSTRUCT")):

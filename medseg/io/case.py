@@ -15,7 +15,7 @@ import numpy as np
 
 from medseg.errors import InputError
 from medseg.io.geometry import Geometry
-from medseg.io.registry import image_kind, image_stem, read_image  # noqa: F401 (image_stem: re-exported)
+from medseg.io.registry import image_kind, read_image
 from medseg.typing import PathLike
 
 
@@ -51,21 +51,26 @@ def _spatial_dims(path: Path, array: np.ndarray, kind: str, bundle_dims: int) ->
 
         return tiff_spatial_dims(path)
     if bundle_dims == 2 and array.ndim >= 3 and array.shape[2] == 1:
-        return 2  # a one-slice volume given to a 2D bundle
-    return min(3, array.ndim) if array.ndim <= 3 else 3
+        return 2  # a one-slice volume given to a 2D bundle (its slice axis is dropped)
+    return 3 if array.ndim >= 3 else array.ndim
+
+
+def _read(path: Path, series: str | int | None) -> tuple[np.ndarray, Geometry, str]:
+    """The image, its geometry and (for DICOM) its modality, the folder scanned once."""
+    if image_kind(path) != "dicom":
+        return (*read_image(path), "")
+    from medseg.io.dicom import find_series, read_series, select_series
+
+    chosen = select_series(find_series(path), path, series)
+    return (*read_series(chosen), chosen.modality)
 
 
 def _read_one(path: Path, series: str | int | None, bundle_dims: int) -> CaseImage:
-    array, geometry = read_image(path, series)
+    array, geometry, modality = _read(path, series)
     kind = image_kind(path)
     dims = _spatial_dims(path, array, kind, bundle_dims)
-    if dims == 2 and array.ndim >= 3 and kind not in ("raster", "tiff") and array.shape[2] == 1:
-        array = array[:, :, 0] if array.ndim == 3 else array[:, :, 0, :]
-    modality = ""
-    if kind == "dicom":
-        from medseg.io.dicom import find_series, select_series
-
-        modality = select_series(find_series(path), path, series).modality
+    if dims == 2 and kind not in ("raster", "tiff") and array.ndim >= 3:
+        array = array[:, :, 0]
     return CaseImage(path, array, geometry, dims, kind, modality)
 
 

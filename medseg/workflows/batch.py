@@ -31,8 +31,8 @@ class CaseResult:
 
 
 def is_done(case: Case, out_dir: Path) -> bool:
-    """The case's overlay and table are there (written last of its files; SEG/RTSTRUCT may rightly
-    be absent; the table is ``_volumes`` for labels and regions, ``_instances`` for instances)."""
+    """The case's overlay and table are there: every kind writes both (SEG/RTSTRUCT may rightly be
+    absent; the table is ``_volumes`` for labels and regions, ``_instances`` for instances)."""
     tables = (out_dir / f"{case.name}_volumes.json", out_dir / f"{case.name}_instances.json")
     return (out_dir / f"{case.name}_overlay.png").exists() and any(p.exists() for p in tables)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medseg.errors import InputError
-from medseg.io.case import image_kind, image_stem
+from medseg.io.registry import image_kind, image_stem
 from medseg.typing import PathLike
 
 DATALIST_KEYS = ("test", "testing", "validation", "training")

@@ -81,12 +81,10 @@ def _intensity(case: CaseImage) -> np.ndarray | None:
 def _overlay(path: Path, case: CaseImage, label: np.ndarray, names: dict[int, str], modality: str) -> Path:
     from medseg.io.overlay import display_window, save_overlay, save_overlay_2d
 
+    rgb = case.kind == "raster"  # a photo or slide is shown in its own colours
+    image = case.array if case.channels == 1 or rgb else case.array[..., 0]  # else the first channel
     if case.spatial_dims == 2:
-        image = (
-            case.array if case.kind == "raster" else case.array if case.channels == 1 else case.array[..., 0]
-        )
         return save_overlay_2d(path, image, label, names, modality)
-    image = case.array if case.channels == 1 else case.array[..., 0]
     return save_overlay(
         path, image, label, case.geometry.affine, names, window=display_window(image, modality)
     )
@@ -122,15 +120,17 @@ def write_prediction(
     if pred.kind == "instances":
         from medseg.instance.table import instance_table
 
-        unit = "um" if case.kind in ("tiff",) else "px" if case.kind == "raster" else "mm"
+        unit = "um" if case.kind == "tiff" else "px" if case.kind == "raster" else "mm"
         for fmt, ext in exts.items():
             files[f"instances ({fmt})"] = write_volume(
                 out_dir / f"{stem}_instances{ext}", pred.instances, case
             )
             if pred.labels is not None:
                 files[f"classes ({fmt})"] = write_volume(out_dir / f"{stem}_classes{ext}", pred.labels, case)
-        rows = instance_table(pred.instances, case.geometry, pred.labels, pred.names, unit=unit)
-        table = write_table(rows, out_dir / f"{stem}_instances.csv", out_dir / f"{stem}_instances.json")
+        rows, table = (
+            instance_table(pred.instances, case.geometry, pred.labels, pred.names, unit=unit),
+            "instances",
+        )
         shown, shown_names = pred.instances, {}
     elif pred.kind == "regions":
         stack = np.moveaxis(pred.regions.astype(np.uint8), 0, -1)
@@ -140,8 +140,7 @@ def write_prediction(
             )
             if pred.labels is not None:
                 files[f"label map ({fmt})"] = write_volume(out_dir / f"{stem}_seg{ext}", pred.labels, case)
-        rows = region_rows(pred.regions, case, pred.names)
-        table = write_table(rows, out_dir / f"{stem}_volumes.csv", out_dir / f"{stem}_volumes.json")
+        rows, table = region_rows(pred.regions, case, pred.names), "volumes"
         numbers = np.arange(1, len(pred.regions) + 1, dtype=np.uint8).reshape(-1, *[1] * case.spatial_dims)
         shown = np.max(pred.regions * numbers, axis=0)  # where regions overlap, the later one shows
         shown_names = pred.names
@@ -149,9 +148,11 @@ def write_prediction(
         for fmt, ext in exts.items():
             files[f"label map ({fmt})"] = write_volume(out_dir / f"{stem}_seg{ext}", pred.labels, case)
         rows = label_stats(pred.labels, case.geometry.affine, pred.names, image=_intensity(case))
-        table = write_table(rows, out_dir / f"{stem}_volumes.csv", out_dir / f"{stem}_volumes.json")
+        table = "volumes"
         shown, shown_names = pred.labels, pred.names
-    files["table (csv)"], files["table (json)"] = table
+    files["table (csv)"], files["table (json)"] = write_table(
+        rows, out_dir / f"{stem}_{table}.csv", out_dir / f"{stem}_{table}.json"
+    )
     files["overlay"] = _overlay(out_dir / f"{stem}_overlay.png", case, shown, shown_names, modality)
     files.update(_dicom_outputs(pred, case, out_dir, stem, formats, source, algorithm))
     return files, rows

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from medseg.bundle.contract import read_contract
-from medseg.bundle.parts import check_case, check_device, check_segments
+from medseg.bundle.parts import check_device, check_segments, read_checked
 from medseg.errors import InputError
 from medseg.io.atomic import atomic_dir
-from medseg.io.case import CaseImage, read_case
+from medseg.io.case import CaseImage
 from medseg.typing import PathLike
 from medseg.workflows.bundles import find_bundle
 from medseg.workflows.cases import Case, image_stem
@@ -42,10 +42,15 @@ class SegmentResult:
         return self.files.get("label map (nifti)")
 
 
+def format_bundle(name: str, version: str, folder: Path) -> str:
+    """How the CLI names the bundle it ran: ``name version (folder)``."""
+    return f"{name} {version} ({folder})"
+
+
 def describe_bundle(bundle: PathLike) -> str:
-    """``name version (folder)`` of the bundle a name or path resolves to."""
+    """``format_bundle`` of the bundle a name or path resolves to."""
     contract = read_contract(find_bundle(bundle))
-    return f"{contract.name} {contract.version} ({contract.root})"
+    return format_bundle(contract.name, contract.version, contract.root)
 
 
 def seg_source(image: Path, series: str | int | None, fmt: str) -> DicomSeries:
@@ -109,8 +114,7 @@ class Segmenter:
         """Check and read one case, and run the bundle's preprocessing on it."""
         dicom = [f for f in self.formats if f in DICOM_FORMATS]
         source = seg_source(case.image, case.series, dicom[0]) if dicom else None
-        image = read_case(case.images, case.series, self.contract.spatial_dims)
-        check_case(image, self.contract)
+        image = read_checked(case.images, case.series, self.contract)
         return Prepared(case, image, source, self._load().preprocess(image))
 
     def run(self, prepared: Prepared, out_dir: PathLike) -> SegmentResult:
