@@ -17,3 +17,7 @@ class GeometryError(InputError):
 
 class BundleError(MedsegError):
     """A bundle cannot be found or its configuration is unusable."""
+
+
+class MedsegWarning(UserWarning):
+    """Something the user should know that does not stop the run (the CLI prints it in one line)."""

@@ -213,6 +213,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_own_warnings() -> None:
+    """medseg's own warnings (jittered slice positions, skipped files) in one line each; library
+    warnings stay hidden unless --debug."""
+    from medseg.errors import MedsegWarning
+
+    warnings.filterwarnings("default", category=MedsegWarning)
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"medseg: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -220,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.debug:
         warnings.filterwarnings("ignore")
+        _show_own_warnings()
         if args.command != "train":  # library chatter is not for users (training logs are); ignite
             logging.disable(logging.ERROR)  # logs a failed run as ERROR before medseg says it in one line
     from medseg.errors import MedsegError

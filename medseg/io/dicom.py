@@ -19,7 +19,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from medseg.errors import GeometryError, InputError
+from medseg.errors import GeometryError, InputError, MedsegWarning
 from medseg.io.dicom_multiframe import (
     frame_orientation,
     frame_positions,
@@ -33,8 +33,18 @@ from medseg.typing import PathLike
 
 log = logging.getLogger(__name__)
 
-# Relative tolerance on slice spacing before a series counts as non-uniform (a gap).
-SPACING_RTOL = 0.01
+# Slice spacing. Scanners round ImagePositionPatient (a GE oblique MR at 7 mm steps reads 6.96 to
+# 7.07 mm), so, as SimpleITK's ImageSeriesReader does, the spacing is the mean step (first to
+# last slice over n - 1, along the slice normal), and each step may differ from the typical one by
+# rounding jitter: up to 10% or 0.2 mm (dcm2niix's own threshold for "interslice distance
+# varies"), whichever is larger. A missing slice (a step near twice the others) or truly variable
+# spacing exceeds that and is refused; so is a slice further than a quarter step from its place on
+# the uniform grid (a slow drift of steps that each pass). Steps that differ by more than 0.5%
+# are read with a warning.
+SPACING_RTOL = 0.10
+SPACING_ATOL_MM = 0.2
+POSITION_RTOL = 0.25
+SPACING_WARN_RTOL = 0.005
 # Headers are parsed once; larger values (PixelData) are read from the file when needed.
 DEFER_SIZE = 4096
 # Objects with pixels and positions that are not images to segment: Segmentation, Label Map SEG.
@@ -149,7 +159,7 @@ def _read_header(path: Path) -> Dataset | None:
         try:
             return pydicom.dcmread(path, defer_size=DEFER_SIZE)
         except InvalidDicomError:  # no DICM preamble: another kind of file
-            warnings.warn(f"{path}: skipped, not a DICOM file", stacklevel=3)
+            warnings.warn(f"{path}: skipped, not a DICOM file", MedsegWarning, stacklevel=3)
             return None
         except (UserWarning, EOFError, OSError, ValueError, KeyError, TypeError) as err:
             reason = str(err).split(" in file ")[0]  # pydicom repeats the file name
@@ -201,31 +211,58 @@ def _slice_order(series: DicomSeries) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def _slice_step(series: DicomSeries, normal: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """The LPS vector from one slice to the next, after checking the spacing is uniform."""
+    """The LPS vector from one slice to the next (the mean step), after checking the spacing is
+    uniform up to rounding jitter (see ``SPACING_RTOL``)."""
     folder = series.files[0].parent
     if len(positions) == 1:
         thickness = float(series.headers[0].get("SliceThickness", 1.0) or 1.0)
         return normal * thickness
-    distances = np.diff(positions @ normal)
+    along = positions @ normal
+    distances = np.diff(along)
     if np.any(distances < 1e-3):
         raise GeometryError(f"{folder}: two slices share one position along the slice normal")
-    step = float(np.median(distances))
-    bad = np.flatnonzero(np.abs(distances - step) > SPACING_RTOL * step)
-    if bad.size:
-        i = int(bad[0])
-        raise GeometryError(
-            f"{folder}: non-uniform slice spacing: {distances[i]:.3g} mm between slices {i} and {i + 1} "
-            f"(expected {step:.3g} mm; a missing slice?)"
-        )
-    step_vector = (positions[-1] - positions[0]) / (len(positions) - 1)
-    off_normal = np.linalg.norm(step_vector - normal * np.dot(step_vector, normal))
-    if off_normal > 1e-3 * max(step, 1.0):
-        angle = np.degrees(np.arctan2(off_normal, np.dot(step_vector, normal)))
+    _check_uniform(folder, along, distances)
+    # A tilted stack drifts off the normal; rounded positions only up to SPACING_ATOL_MM, which
+    # misplaces no voxel by more than that, so the grid is kept orthogonal along the normal.
+    span = positions[-1] - positions[0]
+    length = float(np.dot(span, normal))
+    off_normal = np.linalg.norm(span - normal * length)
+    if off_normal > SPACING_ATOL_MM:
+        angle = np.degrees(np.arctan2(off_normal, length))
         raise GeometryError(
             f"{folder}: gantry tilt of {angle:.2g} degrees (slices are not stacked along their normal); "
             "resample the series to an untilted grid first"
         )
-    return step_vector
+    return normal * length / (len(positions) - 1)
+
+
+def _check_uniform(folder: Path, along: np.ndarray, distances: np.ndarray) -> None:
+    """Refuse a gap or variable spacing; warn about jitter above ``SPACING_WARN_RTOL``."""
+    typical = float(np.median(distances))  # robust to the one long step of a missing slice
+    deviation = np.abs(distances - typical)
+    bad = np.flatnonzero(deviation > max(SPACING_RTOL * typical, SPACING_ATOL_MM))
+    if bad.size:
+        i = int(bad[0])
+        raise GeometryError(
+            f"{folder}: non-uniform slice spacing: {distances[i]:.3g} mm between slices {i} and {i + 1} "
+            f"(expected {typical:.3g} mm; a missing slice?)"
+        )
+    mean = (along[-1] - along[0]) / (len(along) - 1)
+    drift = np.abs(along - (along[0] + mean * np.arange(len(along))))
+    if drift.max() > POSITION_RTOL * mean:
+        k = int(drift.argmax())
+        raise GeometryError(
+            f"{folder}: variable slice spacing: slice {k} lies {drift[k]:.3g} mm from its place on a "
+            f"uniform grid of {mean:.3g} mm steps (steps from {distances.min():.3g} "
+            f"to {distances.max():.3g} mm)"
+        )
+    if deviation.max() > SPACING_WARN_RTOL * typical:
+        warnings.warn(
+            f"{folder}: slice steps vary from {distances.min():.4g} to {distances.max():.4g} mm "
+            f"(rounded positions?); using their mean, {mean:.4g} mm",
+            MedsegWarning,
+            stacklevel=4,
+        )
 
 
 def sorted_slices(series: DicomSeries) -> list[Dataset]:
