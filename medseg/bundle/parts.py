@@ -14,11 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from medseg.bundle.contract import BundleContract
 from medseg.errors import BundleError, InputError
 from medseg.io.case import CaseImage, read_case
+from medseg.transforms.finite import check_finite
 from medseg.typing import PathLike
 
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
@@ -194,8 +193,7 @@ def check_case(case: CaseImage, contract: BundleContract) -> None:
             f"{'volume' if contract.spatial_dims == 3 else 'image'}; bundle {contract.name} segments "
             f"{contract.spatial_dims}D images"
         )
-    if case.array.dtype.kind == "f" and not np.isfinite(case.array).all():
-        raise InputError(f"{case.path}: image holds NaN or infinite values")
+    check_finite(case.array, str(case.path))  # whatever the bundle: NaN would give an empty mask
 
 
 def read_checked(

@@ -24,7 +24,8 @@ def check_finite(image: np.ndarray | torch.Tensor, name: str = "image") -> None:
     if values.is_floating_point():
         bad = int((~torch.isfinite(values)).sum())
         if bad:
-            raise InputError(f"{name}: {bad} voxels are NaN or infinite; fill or mask them before segmenting")
+            what = "1 voxel is" if bad == 1 else f"{bad} voxels are"
+            raise InputError(f"{name}: {what} NaN or infinite; fill or mask them before segmenting")
 
 
 class CheckFinited(MapTransform):

@@ -78,3 +78,34 @@ def test_bare_name_runs_the_shipped_bundle_not_a_local_folder(tmp_path):
     # written as a path, the user's own folder is used (and its code runs: bundles are code)
     proc = medseg("segment", image, "--bundle", "./nuclei_fluo_unet2d", "--out", "out2", cwd=tmp_path)
     assert (tmp_path / "PWNED").exists() and proc.returncode == 2
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_non_finite_ct_is_refused_by_the_default_bundle(tmp_path, bad):
+    """Issue 12: the CT bundle has no finite check of its own; the engine refuses for every bundle."""
+    import nibabel as nib
+    import numpy as np
+
+    ct = nib.load(sample_path("example_ct.nii.gz"))
+    values = np.asarray(ct.dataobj, np.float32)[:96, :96, :24].copy()
+    values[40:42, 50, 10] = bad
+    image = tmp_path / "ct_with_holes.nii.gz"
+    nib.save(nib.Nifti1Image(values, ct.affine), image)
+    out = tmp_path / "out"
+    proc = medseg("segment", str(image), "--out", str(out))
+    assert_one_line_error(proc, str(image), "2 voxels are NaN or infinite")
+    assert not out.exists()
+
+
+def test_non_finite_microscopy_is_refused(tmp_path):
+    import numpy as np
+    import tifffile
+
+    image = tmp_path / "cells.tif"
+    values = tifffile.imread(sample_path("img2d.tif", "nuclei_2d")).astype(np.float32)
+    values[3, 4] = np.nan
+    tifffile.imwrite(image, values)
+    out = tmp_path / "out"
+    proc = medseg("segment", str(image), "--bundle", "nuclei_fluo_unet2d", "--out", str(out))
+    assert_one_line_error(proc, str(image), "1 voxel is NaN or infinite")
+    assert not out.exists()
