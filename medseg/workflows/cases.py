@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from medseg.errors import InputError
@@ -99,12 +101,38 @@ def expand_inputs(
             raise InputError(f"{missing}: file not found")
         return [Case(image_stem(files[0]), files[0], None, tuple(files[1:]))]
     cases = [case for text in inputs for case in _expand_one(str(text), series, all_series)]
-    seen: dict[str, int] = {}
-    unique = []
-    for case in cases:
-        n = seen.get(case.name, 0)
-        seen[case.name] = n + 1
-        unique.append(
-            case if n == 0 else Case(f"{case.name}_{n + 1}", case.image, case.series, case.channels)
-        )
-    return unique
+    return unique_names(cases)
+
+
+def _identity(case: Case) -> tuple:
+    return (case.image.resolve(), case.series, tuple(p.resolve() for p in case.channels))
+
+
+def unique_names(cases: list[Case]) -> list[Case]:
+    """The cases, each input once, with names unique within the run and independent of the order
+    the inputs were given in (so ``--resume`` finds the same outputs): clashing names take as many
+    parent folder names as it needs (``A/first``, ``B/first`` -> ``A_first``, ``B_first``), and
+    cases that still clash a short hash of their path."""
+    cases = list({_identity(c): c for c in cases}.values())  # the same input twice is one case
+    names = [c.name for c in cases]
+    for depth in range(1, 4):
+        clashing = _clashing(names)
+        if not clashing:
+            break
+        names = [_with_parents(c, depth) if n in clashing else n for c, n in zip(cases, names, strict=True)]
+    clashing = _clashing(names)
+    names = [f"{n}-{_short_hash(c)}" if n in clashing else n for c, n in zip(cases, names, strict=True)]
+    return [replace(c, name=n) for c, n in zip(cases, names, strict=True)]
+
+
+def _clashing(names: list[str]) -> set[str]:
+    return {n for n, count in Counter(names).items() if count > 1}
+
+
+def _with_parents(case: Case, depth: int) -> str:
+    parents = [p for p in case.image.resolve().parent.parts[1:]][-depth:]
+    return "_".join([*parents, case.name])
+
+
+def _short_hash(case: Case) -> str:
+    return hashlib.sha256(repr(_identity(case)).encode()).hexdigest()[:8]
