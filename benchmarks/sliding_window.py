@@ -12,7 +12,10 @@ method batches, 2 threads. Inputs (HU window of the bundle, scaled to 0..1):
 - ``aorta``: TotalSegmentator's 1.5 mm chest CT (233x167x191), as it is.
 Each method runs in its own process (peak resident memory = that process's ``ru_maxrss``; the
 memory before the call, with torch, network and input loaded, is reported too) and saves its
-label map; the parent compares them with MONAI's: identical voxels, and Dice per label.
+label map; the parent compares them with MONAI's: identical voxels, and Dice per label. What the
+call itself allocates is ``call GB``: the peak resident memory during the call (Linux's VmHWM,
+reset at the call's start through /proc/self/clear_refs) less the resident memory at its start;
+``ru_maxrss`` cannot show it, being a high-water mark of the whole process.
 Methods: ``monai`` (model-zoo defaults: Gaussian, fp32, ``no_grad``, then argmax), ``medseg``
 (fp32, label output, two worker threads of one torch thread each), ``medseg-serial`` (the same
 in one thread of two torch threads; not run by default), ``medseg-bf16`` (autocast bf16), ``nnunet`` (its
@@ -82,6 +85,17 @@ def make_input(case: str, path: Path) -> None:
     np.save(path, scaled(array))
 
 
+def resident_gb() -> tuple[float, float]:
+    """(VmRSS, VmHWM) of this process in GB, from /proc/self/status (Linux)."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return tuple(int(fields[k].split()[0]) / 2**20 for k in ("VmRSS", "VmHWM"))  # type: ignore[return-value]
+
+
+def reset_peak() -> None:
+    """Reset VmHWM to the current resident memory (Linux >= 4.0), so it is the peak from now on."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
 def run_method(method: str, image_path: Path, label_path: Path, classes: int) -> dict:
     """In a child process: predict once, save the label map, report seconds and memory."""
     import torch
@@ -90,6 +104,8 @@ def run_method(method: str, image_path: Path, label_path: Path, classes: int) ->
     net = network(classes)
     image = torch.from_numpy(np.load(image_path))[None, None]
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    reset_peak()
+    resident = resident_gb()[0]
     start = time.perf_counter()
     if method == "monai":
         from monai.inferers import sliding_window_inference
@@ -119,9 +135,10 @@ def run_method(method: str, image_path: Path, label_path: Path, classes: int) ->
         logits = nnunet_sliding_window(net, image[0], ROI, step=0.5, mirror_axes=mirror)
         label = logits.argmax(0).to(torch.uint8)
     seconds = time.perf_counter() - start
+    call = resident_gb()[1] - resident
     np.save(label_path, label.numpy())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    return {"method": method, "seconds": seconds, "peak_gb": peak, "before_gb": before}
+    return {"method": method, "seconds": seconds, "peak_gb": peak, "before_gb": before, "call_gb": call}
 
 
 def child(method: str, image: Path, label: Path, classes: int) -> dict:
@@ -171,12 +188,14 @@ def run_case(case: str, methods: list[str], repeat: int, tmp: Path, classes: int
     base = best.get("monai") or next(iter(best.values()))
     reference = np.load(tmp / f"{case}-{base['method']}.npy")
     name = base["method"]
-    print(f"{'method':<15}{'seconds':>9}{'vs ' + name:>12}{'peak GB':>9}{'before':>8}  output vs {name}")
+    header = f"{'method':<15}{'seconds':>9}{'vs ' + name:>12}{'peak GB':>9}{'before':>8}{'call GB':>9}"
+    print(f"{header}  output vs {name}")
     for method, r in best.items():
         ratio = base["seconds"] / r["seconds"]
         label = np.load(tmp / f"{case}-{method}.npy")
         print(
-            f"{method:<15}{r['seconds']:>9.1f}{ratio:>11.2f}x{r['peak_gb']:>9.2f}{r['before_gb']:>8.2f}  "
+            f"{method:<15}{r['seconds']:>9.1f}{ratio:>11.2f}x{r['peak_gb']:>9.2f}{r['before_gb']:>8.2f}"
+            f"{r['call_gb']:>9.2f}  "
             f"{compare(reference, label)}"
         )
     for a, b in (("nnunet", "medseg"), ("nnunet-mirror", "medseg-mirror")):

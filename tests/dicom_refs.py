@@ -73,12 +73,13 @@ def assert_same_world_grid(array, affine, ref_array, ref_affine) -> None:
     np.testing.assert_array_equal(array[tuple(ijk)], ref_array[tuple(ref_ijk)])
 
 
-def dciodvfy_errors(path: Path) -> list[str]:
-    """The lines dciodvfy (dicom3tools) flags as errors; skip the test without dciodvfy."""
+def dciodvfy_errors(path: Path, kinds: tuple[str, ...] = ("Error",)) -> list[str]:
+    """The lines dciodvfy (dicom3tools) flags as errors (``kinds=("Error", "Warning")``: and
+    warnings); skip the test without dciodvfy."""
     if shutil.which("dciodvfy") is None:
         pytest.skip("dciodvfy (Debian package dicom3tools) is not installed")
     run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
-    return [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
+    return [line for line in (run.stdout + run.stderr).splitlines() if line.startswith(kinds)]
 
 
 def sitk_lps_affine(image: sitk.Image) -> np.ndarray:

@@ -13,9 +13,13 @@ def dice_per_label(pred: np.ndarray, reference: np.ndarray, labels: list[int]) -
     if pred.shape != reference.shape:
         raise ValueError(f"shapes differ: prediction {pred.shape}, reference {reference.shape}")
     num_classes = max(labels) + 1
-    p = torch.as_tensor(np.where(pred < num_classes, pred, 0).astype(np.int64))[None, None]
-    r = torch.as_tensor(np.where(reference < num_classes, reference, 0).astype(np.int64))[None, None]
+    # Values above the labels asked for share one extra class; counted as 0, they would change
+    # the background's Dice.
+    p, r = (
+        torch.as_tensor(np.where(a < num_classes, a, num_classes).astype(np.int64))[None, None]
+        for a in (pred, reference)
+    )
     scores = compute_dice(
-        one_hot(p, num_classes), one_hot(r, num_classes), include_background=True, ignore_empty=True
+        one_hot(p, num_classes + 1), one_hot(r, num_classes + 1), include_background=True, ignore_empty=True
     )[0]
     return {label: float(scores[label]) for label in labels}

@@ -59,6 +59,7 @@ def with_script_network(tmp_path: Path, name: str, label: int) -> Path:
     return folder
 
 
+@pytest.mark.slow  # runs a bundle end to end
 def test_each_bundle_imports_its_own_scripts(tmp_path):
     image = template_nifti(tmp_path)
     first = BundleEngine(with_script_network(tmp_path, "a", label=1), device="cpu")
@@ -68,6 +69,7 @@ def test_each_bundle_imports_its_own_scripts(tmp_path):
     assert str(tmp_path / "a") not in __import__("sys").path
 
 
+@pytest.mark.slow  # runs a bundle end to end
 def test_a_reader_whose_package_is_missing_does_not_matter(tmp_path):
     try:
         import itk  # noqa: F401

@@ -1,7 +1,14 @@
 """The predictor against MONAI's sliding_window_inference (the reference), and its own promises:
-slab-wise equals whole-volume, mirroring is symmetric, odd sizes work or fail clearly."""
+slab-wise equals whole-volume, mirroring is symmetric, odd sizes work or fail clearly, and the
+call's own memory is a slab, not the volume."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -155,6 +162,52 @@ def test_network_that_changes_the_size_is_refused():
 
     with pytest.raises(InputError, match="maps a"):
         sliding_window_predict(torch.rand(1, 1, 40, 40, 20), halves, (32, 32, 16))
+
+
+MEMORY_CHILD = """
+import json
+from pathlib import Path
+
+import torch
+
+from medseg.inference.predictor import sliding_window_predict
+
+
+def resident():
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return [int(fields[key].split()[0]) * 1024 for key in ("VmRSS", "VmHWM")]
+
+
+torch.set_num_threads(1)
+torch.manual_seed(0)
+net = torch.nn.Conv3d(1, 14, 1).eval()
+x = torch.rand(1, 1, 128, 128, 512)
+sliding_window_predict(x[..., :32], net, (64, 64, 16), output="label", workers=1)  # warm up
+try:
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS: the peak from here on
+except OSError as error:  # a kernel or container that does not allow it
+    raise SystemExit(print(json.dumps({"cannot_reset": str(error)})))
+start = resident()[0]
+sliding_window_predict(x, net, (64, 64, 16), output="label", workers=1)
+print(json.dumps({"call": resident()[1] - start, "monai_output": 14 * x.numel() * 4}))
+"""
+
+
+def test_the_call_holds_a_slab_not_the_volume():
+    """What the call itself allocates: its peak resident memory (VmHWM, reset at its start) less
+    the resident memory at its start, in a fresh process (``ru_maxrss``, a high-water mark of the
+    whole process, cannot show it; in a process that freed memory before, the call reuses it).
+    14 classes on 128x128x512: MONAI's float32 output alone is 448 MiB; the predictor's slab
+    (15 x 24 planes of 128x128 float32, 24 MiB) and label map (8 MiB) take 50-64 MiB measured."""
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("needs Linux /proc/self/clear_refs to reset the peak resident memory")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", MEMORY_CHILD], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    measured = json.loads(proc.stdout.splitlines()[-1])
+    if "cannot_reset" in measured:
+        pytest.skip(f"cannot reset the peak resident memory here: {measured['cannot_reset']}")
+    assert measured["call"] < measured["monai_output"] / 4, measured
 
 
 @pytest.mark.gpu

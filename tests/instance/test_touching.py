@@ -49,22 +49,41 @@ def test_border_class_equals_brute_force(shape, count, radius):
     np.testing.assert_array_equal(classes == 0, instances == 0)
 
 
+@pytest.mark.parametrize("seed", range(10))
 @pytest.mark.parametrize("shape, count, radius", [((64, 80), 25, 7.0), ((24, 32, 32), 12, 5.0)])
-def test_round_trip_recovers_touching_cells(shape, count, radius):
-    instances = touching_blobs(shape, count, radius)
+def test_round_trip_recovers_touching_cells(shape, count, radius, seed):
+    instances = touching_blobs(shape, count, radius, seed)
     recovered = classes_to_instances(instances_to_classes(instances))
     assert np.array_equal(recovered > 0, instances > 0)  # every cell pixel is given back to a cell
-    # Every cell must come back as one instance overlapping it by IoU > 0.9; none may be lost or
-    # split (the border pixels are shared out between touching cells by the watershed).
-    assert len(np.unique(recovered)) == len(np.unique(instances))
-    matched = 0
+    assert len(np.unique(recovered)) == len(np.unique(instances))  # none lost or split
+    # The README's figure: every cell IoU > 0.975, mean > 0.99 (measured over these 20 packings:
+    # min 0.979, lowest mean 0.994). What is lost are border pixels where three cells meet: the
+    # 3-class map does not say whose they are.
+    ious = []
     for cell in np.unique(instances)[1:]:
         inside = instances == cell
         ids, counts = np.unique(recovered[inside], return_counts=True)
         best = ids[np.argmax(counts)]
-        iou = counts.max() / np.count_nonzero(inside | (recovered == best))
-        matched += iou > 0.9
-    assert matched == len(np.unique(instances)) - 1
+        ious.append(counts.max() / np.count_nonzero(inside | (recovered == best)))
+    assert min(ious) > 0.975 and np.mean(ious) > 0.99
+
+
+def test_round_trip_on_the_real_nuclei_mask():
+    """The 2D sample's 125 nuclei: 123 come back with IoU > 0.99; one cell too thin for an
+    interior (25 px) is lost and one hourglass-shaped cell comes back in two pieces."""
+    import tifffile
+
+    from medseg.data.samples import sample_path
+
+    instances = tifffile.imread(sample_path("mask2d.tif", "nuclei_2d")).astype(np.int32)
+    recovered = classes_to_instances(instances_to_classes(instances))
+    ious = []
+    for cell in np.unique(instances)[1:]:
+        inside = instances == cell
+        ids, counts = np.unique(recovered[inside], return_counts=True)
+        best = ids[np.argmax(counts)]
+        ious.append(counts.max() / np.count_nonzero(inside | (recovered == best)) if best else 0.0)
+    assert len(ious) == 125 and sum(iou > 0.99 for iou in ious) == 123
 
 
 def test_two_touching_squares_come_back_apart():

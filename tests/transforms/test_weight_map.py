@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from monai.data import MetaTensor
 from scipy import ndimage
@@ -31,6 +32,18 @@ def reference_weight_map(
         dist = np.sort([ndimage.distance_transform_edt(labels != i, sampling=spacing) for i in ids], axis=0)
         weights += w0 * np.exp(-((dist[0] + dist[1]) ** 2) / (2 * sigma**2)) * (labels == 0)
     return weights
+
+
+def assert_matches_reference(labels: np.ndarray, spacing=None, **kwargs) -> np.ndarray:
+    """The README's "equal to a per-cell reference to 1e-6": the float64 map within 1e-6 of the
+    reference, and the float32 map (the default) that map rounded. Returns the float32 map."""
+    exact = unet_weight_map(labels, spacing, dtype=np.float64, **kwargs)
+    assert exact.dtype == np.float64
+    np.testing.assert_allclose(exact, reference_weight_map(labels, spacing, **kwargs), rtol=0, atol=1e-6)
+    out = unet_weight_map(labels, spacing, **kwargs)
+    assert out.dtype == np.float32 and out.shape == labels.shape
+    np.testing.assert_array_equal(out, exact.astype(np.float32))
+    return out
 
 
 def touching_cells(shape: tuple[int, ...], n: int, radius: tuple[float, float], seed: int) -> np.ndarray:
@@ -76,9 +89,7 @@ def test_matches_per_cell_reference(case):
     labels = touching_cells(shape, n, radius, seed=len(case))
     before = labels.copy()
     for sigma in (5.0, 2.0):
-        out = unet_weight_map(labels, spacing, sigma=sigma)
-        assert out.dtype == np.float32 and out.shape == labels.shape
-        np.testing.assert_allclose(out, reference_weight_map(labels, spacing, sigma=sigma), rtol=0, atol=1e-4)
+        out = assert_matches_reference(labels, spacing, sigma=sigma)
     np.testing.assert_array_equal(labels, before)
     # the border term is really there: some gaps between touching cells weigh ~ w_c + w0
     assert out.max() > balanced_class_weights(labels)[0] + 5
@@ -90,15 +101,12 @@ def test_scattered_pixels_of_few_ids(shape):
     rng = np.random.default_rng(1)
     labels = np.where(rng.random(shape) < 0.1, rng.integers(1, 9, shape), 0)
     for spacing in (None, (1.5, 1.0, 0.5)[-len(shape) :]):
-        expected = reference_weight_map(labels, spacing, sigma=2.0)
-        np.testing.assert_allclose(unet_weight_map(labels, spacing, sigma=2.0), expected, rtol=0, atol=1e-4)
+        assert_matches_reference(labels, spacing, sigma=2.0)
 
 
 def test_large_sigma_cutoff_beyond_the_image():
     labels = touching_cells((64, 72), 12, (4.0, 8.0), seed=3)
-    out = unet_weight_map(labels, (1.0, 0.5), w0=4.0, sigma=30.0, class_weights=(1.0, 2.0))
-    expected = reference_weight_map(labels, (1.0, 0.5), w0=4.0, sigma=30.0, class_weights=(1.0, 2.0))
-    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-4)
+    assert_matches_reference(labels, (1.0, 0.5), w0=4.0, sigma=30.0, class_weights=(1.0, 2.0))
 
 
 @pytest.mark.parametrize("case", ["2d", "3d-anisotropic"])
@@ -107,29 +115,23 @@ def test_without_numba_the_scipy_fallback_agrees(case, monkeypatch):
     monkeypatch.setattr(weight_map, "_numba_stage", lambda: None)
     shape, n, radius, spacing = CASES[case]
     labels = touching_cells(shape, n, radius, seed=7)
-    out = unet_weight_map(labels, spacing)
-    np.testing.assert_allclose(out, reference_weight_map(labels, spacing), rtol=0, atol=1e-4)
+    assert_matches_reference(labels, spacing)
 
 
 def shipped_mask(source: str, name: str) -> np.ndarray:
-    try:
-        path = sample_path(name, source=source)
-    except InputError:
-        pytest.skip(f"{source}/{name} is not in medseg/data/samples")
-    return pytest.importorskip("tifffile").imread(path)
+    # A shipped sample is part of the product: a missing one fails here (InputError names it).
+    return tifffile.imread(sample_path(name, source=source))
 
 
 def test_real_nuclei_2d():
     labels = shipped_mask("nuclei_2d", "mask2d.tif")[128:384, 128:384]  # DSB 2018 (StarDist), 27 nuclei
-    np.testing.assert_allclose(unet_weight_map(labels), reference_weight_map(labels), rtol=0, atol=1e-4)
+    assert_matches_reference(labels)
 
 
 def test_real_nuclei_3d_anisotropic():
     # cells3d nuclei (tifffile's z, y, x), its documented voxel size in um; sigma 1.5 um ~ 6 voxels
     labels = shipped_mask("nuclei_3d", "nuclei_label.tif")[25:55, 48:128, 160:240]  # 6 nuclei, touching
-    spacing = (0.29, 0.26, 0.26)
-    out = unet_weight_map(labels, spacing, sigma=1.5)
-    np.testing.assert_allclose(out, reference_weight_map(labels, spacing, sigma=1.5), rtol=0, atol=1e-4)
+    assert_matches_reference(labels, (0.29, 0.26, 0.26), sigma=1.5)
 
 
 def test_one_pixel_gap_by_hand():
@@ -212,8 +214,8 @@ def test_dict_transform_reads_spacing_from_metatensor():
         and weight.dtype == torch.float32
     )
     torch.testing.assert_close(weight.affine, affine)
-    expected = reference_weight_map(labels, (2.0, 0.6, 0.8), sigma=3.0)
-    np.testing.assert_allclose(weight[0].numpy(), expected, rtol=0, atol=1e-4)
+    expected = assert_matches_reference(labels, (2.0, 0.6, 0.8), sigma=3.0)
+    np.testing.assert_array_equal(weight[0].numpy(), expected)
     assert out["label"] is label and out["image"] is image
 
 
@@ -221,7 +223,7 @@ def test_dict_transform_2d_numpy_and_explicit_spacing():
     labels = touching_cells((40, 44), 8, (3.0, 6.0), seed=2)[None]
     out = UNetWeightMapd("mask", weight_key="w", spacing=(0.5, 2.0))({"mask": labels})["w"]
     assert isinstance(out, np.ndarray) and out.shape == labels.shape
-    np.testing.assert_allclose(out[0], reference_weight_map(labels[0], (0.5, 2.0)), rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(out[0], assert_matches_reference(labels[0], (0.5, 2.0)))
     # spacing given explicitly wins over the label's affine
     meta = MetaTensor(torch.from_numpy(labels), affine=torch.diag(torch.tensor([9.0, 9.0, 1.0, 1.0])))
     again = UNetWeightMapd("mask", weight_key="w", spacing=(0.5, 2.0))({"mask": meta})["w"]
