@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import warnings
 
@@ -67,6 +68,8 @@ def _segment(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         on_case=report,
         overrides=_overrides(args.override),
+        anonymize=args.anonymize,
+        seed=args.seed,
     )
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     done = [r.seconds for r in results if r.status == "done"]
@@ -94,6 +97,9 @@ def _segment_one(args: argparse.Namespace, case) -> int:
         series=case.series,
         formats=args.format,
         overrides=_overrides(args.override),
+        name=case.name,
+        anonymize=args.anonymize,
+        seed=args.seed,
     )
     print(f"bundle: {format_bundle(*result.bundle)}")
     for what, path in result.files.items():
@@ -124,8 +130,32 @@ def _dicom_seg(args: argparse.Namespace) -> None:
     from medseg.workflows.dicom import label_map_to_seg, read_label_names
 
     names = read_label_names(args.labels, args.bundle)
-    written = label_map_to_seg(args.label, args.dicom_dir, args.out, names, series=args.series)
+    written = label_map_to_seg(
+        args.label, args.dicom_dir, args.out, names, args.series, anonymize=args.anonymize, seed=args.seed
+    )
     print(f"DICOM SEG: {written}" if written else "no labelled voxels: no SEG written")
+
+
+def _dicom_anonymize(args: argparse.Namespace) -> None:
+    from medseg.workflows.anonymize import anonymize_folder, format_summary
+
+    print(format_summary(anonymize_folder(args.folder, args.out, seed=args.seed), args.out))
+
+
+def _add_anonymize_options(p: argparse.ArgumentParser, anonymize: bool = True) -> None:
+    if anonymize:
+        p.add_argument(
+            "--anonymize",
+            action="store_true",
+            help="de-identify the DICOM outputs (SEG, RTSTRUCT) as medseg dicom anonymize does",
+        )
+    p.add_argument(
+        "--seed",
+        default=None,
+        help="secret that makes the anonymisation repeatable: the same seed gives the same new UIDs, "
+        "names, IDs and date shift in every run (so a SEG matches a series anonymised separately); "
+        "default: a new random mapping each run",
+    )
 
 
 def _add_run_options(p: argparse.ArgumentParser, default_out: str) -> None:
@@ -183,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="output formats, comma-separated: auto (the input's format; NIfTI for DICOM), nifti, nrrd, "
         "mha, tiff, seg (DICOM SEG), rtstruct (DICOM RT structure set); seg and rtstruct need a DICOM folder",
     )
+    _add_anonymize_options(p)
     _add_run_options(p, default_out="outputs/segment")
     p.set_defaults(func=_segment)
 
@@ -201,7 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--bundle", default="abdomen_ct_segmentation", help="take label names from this bundle (default)"
     )
+    _add_anonymize_options(p)
     p.set_defaults(func=_dicom_seg)
+    p = dicom.add_parser(
+        "anonymize", help="copy a folder of DICOM files de-identified (dicognito; the input is not changed)"
+    )
+    p.add_argument("folder", help="folder to read (recursively)")
+    p.add_argument("out", help="folder to write: one sub-folder per series, files named by their new UIDs")
+    _add_anonymize_options(p, anonymize=False)
+    p.set_defaults(func=_dicom_anonymize)
 
     p = sub.add_parser("train", help="train a bundle with its own train config")
     p.add_argument("bundle", help="bundle name or folder")
@@ -227,7 +266,31 @@ def _show_own_warnings() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from medseg.privacy import scrubbed_output
+
+    with scrubbed_output():  # nothing printed, logged or warned shows an identifier read from DICOM
+        try:
+            return _main(argv)
+        except Exception:  # --debug lets errors through: their traceback is scrubbed too
+            import traceback
+
+            traceback.print_exc()
+            return 1  # as Python exits on an uncaught exception
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler's time limit, `kill`) ends the run as Ctrl-C does: the case being
+    written is dropped with its staging folder, the finished cases and the summary stay."""
+
+    def stop(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    _stop_on_sigterm()
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s"
     )

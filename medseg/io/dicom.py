@@ -10,6 +10,7 @@ SimpleITK's ImageSeriesReader and dcm2niix are the references the tests compare 
 from __future__ import annotations
 
 import logging
+import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 
 from medseg.errors import GeometryError, InputError, MedsegWarning
+from medseg.io.dicom_header import check_header_values
 from medseg.io.dicom_multiframe import (
     frame_orientation,
     frame_positions,
@@ -27,8 +29,9 @@ from medseg.io.dicom_multiframe import (
     is_multiframe,
     read_multiframe,
 )
-from medseg.io.dicom_pixels import read_volume
+from medseg.io.dicom_pixels import check_budget, read_volume
 from medseg.io.geometry import LPS_TO_RAS, Geometry
+from medseg.privacy import remember
 from medseg.typing import PathLike
 
 log = logging.getLogger(__name__)
@@ -134,16 +137,53 @@ def find_series(folder: PathLike) -> list[DicomSeries]:
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder of DICOM files")
     series: dict[str, DicomSeries] = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        ds = _read_header(path)
+    unplaced: dict[str, Path] = {}  # series key -> an image file without ImagePositionPatient
+    for path, ds in read_headers(folder):
         if ds is None or not _is_image(ds):
+            if ds is not None and "Rows" in ds and str(ds.get("SOPClassUID", "")) not in NOT_IMAGES:
+                unplaced.setdefault(_series_key(ds), path)
             continue  # SR, presentation state, SEG, DICOMDIR...
         entry = series.setdefault(_series_key(ds), DicomSeries(_series_key(ds)))
         entry.headers.append(ds)
         entry.files.append(path)
+    _check_unplaced(folder, series, unplaced)
     if not series:
         raise InputError(f"{folder}: no DICOM image files found")
     return sorted(series.values(), key=lambda s: (-len(s), s.key))
+
+
+def _check_unplaced(folder: Path, series: dict[str, DicomSeries], unplaced: dict[str, Path]) -> None:
+    """Images without ImagePositionPatient are skipped (screenshots, secondary captures), unless they
+    belong to a series whose other slices have one: skipping that slice would read as a gap."""
+    for key, path in unplaced.items():
+        if key in series:
+            raise GeometryError(
+                f"{path}: slice without ImagePositionPatient in a series whose other slices have one "
+                "(its place in the volume is unknown); restore the element or remove the file"
+            )
+    if unplaced and not series:
+        path = next(iter(unplaced.values()))
+        raise InputError(
+            f"{folder}: no DICOM image with a patient position found ({path.name} has pixels but no "
+            "ImagePositionPatient)"
+        )
+
+
+# What pydicom raises on a damaged header: the warnings below made errors, EOFError, OSError and
+# struct.error (a file that ends inside an element), ValueError, KeyError and TypeError (values it
+# cannot parse), BytesLengthException (a value whose length does not fit its VR) and
+# NotImplementedError (an unknown VR, e.g. from a flipped byte).
+_HEADER_ERRORS = (
+    UserWarning,
+    EOFError,
+    OSError,
+    struct.error,
+    ValueError,
+    KeyError,
+    TypeError,
+    BytesLengthException,
+    NotImplementedError,
+)
 
 
 def _read_header(path: Path) -> Dataset | None:
@@ -157,13 +197,35 @@ def _read_header(path: Path) -> Dataset | None:
             "error", message=".*(End of file|[Tt]runcated|delimiter)", category=UserWarning
         )
         try:
-            return pydicom.dcmread(path, defer_size=DEFER_SIZE)
+            ds = remember(pydicom.dcmread(path, defer_size=DEFER_SIZE))  # to scrub from messages
+            check_header_values(path, ds)
+            return ds
         except InvalidDicomError:  # no DICM preamble: another kind of file
             warnings.warn(f"{path}: skipped, not a DICOM file", MedsegWarning, stacklevel=3)
             return None
-        except (UserWarning, EOFError, OSError, ValueError, KeyError, TypeError) as err:
+        except _HEADER_ERRORS as err:
             reason = str(err).split(" in file ")[0]  # pydicom repeats the file name
             raise InputError(f"{path}: truncated or corrupt DICOM file ({reason})") from None
+
+
+def read_headers(folder: Path) -> list[tuple[Path, Dataset | None]]:
+    """Every file's header (``None`` for other files) in path order. Warnings and the first error
+    come once all are read, so that they are scrubbed of the identifiers any file holds
+    (``medseg.privacy``): a broken file's path often names the patient in its folder."""
+    headers, error = [], None
+    # Hidden files are never DICOM objects: .DS_Store, AppleDouble "._" files, medseg's output marker.
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    with warnings.catch_warnings(record=True) as said:
+        for path in files:
+            try:
+                headers.append((path, _read_header(path)))
+            except InputError as err:
+                error = error or err
+    for w in said:
+        warnings.warn(w.message, stacklevel=3)  # from find_series' caller, as _read_header does
+    if error is not None:
+        raise error
+    return headers
 
 
 def _is_image(ds: Dataset) -> bool:
@@ -288,6 +350,8 @@ def series_geometry(series: DicomSeries) -> tuple[list[Dataset], Geometry]:
 
 def read_series(series: DicomSeries) -> tuple[np.ndarray, Geometry]:
     """Read one series into an ``(x, y, z)`` array (modality values, HU for CT) and its geometry."""
+    named = series.files[0] if series.multiframe else series.files[0].parent
+    check_budget(named, series.headers[0], len(series))
     if series.multiframe:
         return read_multiframe(series.headers[0])
     headers, geometry = series_geometry(series)

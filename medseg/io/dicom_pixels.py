@@ -17,19 +17,53 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from medseg.errors import InputError
+from medseg.io.budget import check_voxels
+from medseg.typing import PathLike
 
 _NATIVE = {ExplicitVRLittleEndian, ImplicitVRLittleEndian}
 PIXEL_DATA = 0x7FE00010
+_PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+# What pydicom and its decoder plugins raise on damaged pixel data or headers that contradict it:
+# ValueError (size mismatch, bad values), AttributeError and KeyError (a required element such as
+# BitsAllocated missing), TypeError (an element with an empty or wrong-typed value), RuntimeError
+# (pylibjpeg/openjpeg decoder failures), OSError and EOFError (a file that ends inside the data).
+_DECODE_ERRORS = (ValueError, AttributeError, KeyError, TypeError, RuntimeError, OSError, EOFError)
 
 
 def stored_values(ds: Dataset) -> np.ndarray:
     """The stored values of a one-frame image as a ``(rows, columns)`` array."""
+    if not any(tag in ds for tag in _PIXEL_TAGS):
+        raise InputError(f"{ds.filename}: DICOM image without pixel data (no PixelData element)")
     try:
         fast = _native_values(ds)
         return fast if fast is not None else ds.pixel_array
-    except Exception as err:  # pydicom raises many types for truncated or undecodable data
-        problem = f"{type(err).__name__}: {err}"
+    except NotImplementedError:  # pydicom: no installed plugin decodes this transfer syntax
+        raise InputError(f"{ds.filename}: {_unsupported_syntax(ds)}") from None
+    except _DECODE_ERRORS as err:
+        # pydicom lists each plugin's failure on its own line: one line here
+        problem = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())[:300]
+        problem = f"{type(err).__name__}: {problem}"
         raise InputError(f"{ds.filename}: cannot decode DICOM pixel data ({problem})") from None
+
+
+def _unsupported_syntax(ds: Dataset) -> str:
+    syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
+    name = f"{syntax.name} ({syntax})" if syntax is not None and syntax.name != syntax else str(syntax)
+    return (
+        f"transfer syntax {name} cannot be decoded here; convert the series to an uncompressed syntax "
+        "(e.g. gdcmconv --raw, or dcmconv +te) and retry"
+    )
+
+
+def check_budget(path: PathLike, ds: Dataset, frames: int) -> None:
+    """Refuse ``frames`` images of ``ds``'s declared size (Rows x Columns x samples) above the voxel
+    budget, before any pixel is decoded; ``path`` (the file or the series folder) names it."""
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    shape = (int(ds.Columns), int(ds.Rows), frames, *([samples] * (samples > 1)))
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    size = next(n for n in (1, 2, 4, 8) if bits <= 8 * n or n == 8)
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    check_voxels(path, shape, f"{'i' if signed else 'u'}{size}")
 
 
 def _native_dtype(ds: Dataset) -> np.dtype | None:
@@ -95,18 +129,19 @@ def apply_rescale(stored: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray
     """Modality values of ``stored`` (``(slices, rows, cols)``), in the smallest exact dtype.
 
     Integral slopes and intercepts (CT almost always) give int16 when the result fits, as
-    SimpleITK does for CT, else int32; anything else gives float32.
+    SimpleITK does for CT, else int32 when it fits; anything else gives float32.
     """
     if np.all(slopes == 1) and np.all(intercepts == 0):
         return stored
-    if not (np.all(np.mod(slopes, 1) == 0) and np.all(np.mod(intercepts, 1) == 0)):
+    flat = stored.reshape(len(stored), -1)
+    lo, hi = flat.min(1), flat.max(1)
+    ends = np.stack([lo * slopes + intercepts, hi * slopes + intercepts])  # float64
+    integral = np.all(np.mod(slopes, 1) == 0) and np.all(np.mod(intercepts, 1) == 0)
+    if not integral or ends.min() < -(2**31) or ends.max() >= 2**31:  # int32 would overflow
         scale = (slice(None),) + (None,) * (stored.ndim - 1)
         # Both float32: a float64 intercept would silently promote the whole volume to float64.
         slopes32, intercepts32 = (v[scale].astype(np.float32) for v in (slopes, intercepts))
         return stored.astype(np.float32) * slopes32 + intercepts32
-    flat = stored.reshape(len(stored), -1)
-    lo, hi = flat.min(1), flat.max(1)
-    ends = np.stack([lo * slopes + intercepts, hi * slopes + intercepts])
     dtype = np.int16 if ends.min() >= -32768 and ends.max() <= 32767 else np.int32
     info = np.iinfo(dtype)
     if lo.min() < info.min or hi.max() > info.max:

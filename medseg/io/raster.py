@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from medseg.errors import InputError
+from medseg.io.budget import check_voxels
 from medseg.io.geometry import Geometry
 from medseg.typing import PathLike
 
@@ -25,6 +26,7 @@ SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 _KIND = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}
 _KEEP = {"1", "L", "P", "I", "I;16", "I;16L", "I;16B", "F", "RGB"}  # modes numpy reads as they are
 _FIRST_BAND = {"LA", "La", "PA"}  # grey or palette index + alpha: keep the first band
+_MODE_DTYPE = {"I": np.int32, "F": np.float32, "I;16": np.uint16, "I;16L": np.uint16, "I;16B": np.uint16}
 # Pillow raises these on damaged files: OSError (also UnidentifiedImageError, "image file is truncated"),
 # SyntaxError ("broken PNG file"), and DecompressionBombError above its pixel limit.
 _READ_ERRORS = (
@@ -56,7 +58,8 @@ def read_raster(path: PathLike) -> tuple[np.ndarray, Geometry]:
     if path.stat().st_size == 0:
         raise InputError(f"{path}: not a readable {kind} file (empty file)")
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as image:  # the header only
+            check_voxels(path, (*image.size, len(image.getbands())), _MODE_DTYPE.get(image.mode, np.uint8))
             image.load()  # decode now: a truncated file fails here, inside the try
             data = np.array(_plain(image))
     except _READ_ERRORS as err:

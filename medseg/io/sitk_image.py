@@ -26,6 +26,7 @@ import SimpleITK as sitk
 
 from medseg.errors import GeometryError, InputError
 from medseg.io.atomic import atomic_dir, atomic_path
+from medseg.io.budget import check_voxels
 from medseg.io.geometry import LPS_TO_RAS, Geometry
 from medseg.typing import PathLike
 
@@ -34,6 +35,11 @@ _IO = {".nrrd": "NrrdImageIO", ".nhdr": "NrrdImageIO", ".mha": "MetaImageIO", ".
 _DETACHED = (".nhdr", ".mhd")
 # ITK's exceptions start with the C++ source location and an object address; keep only the reason.
 _NOISE = re.compile(r"^(?:(?:sitk::|itk::|ITK )ERROR: |\w+\(0x[0-9a-f]+\): |\[nrrd\] |\w+: )+")
+
+# MetaIO reads NDims as the leading number of its value (atof, then truncated): "NDims = 1e30 junk"
+# is 1e30.
+_META_NDIMS = re.compile(rb"^[ \t]*NDims[ \t]*=[ \t]*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)", re.M)
+_META_HEADER_BYTES = 1 << 16  # MetaImage headers are a few hundred bytes of text before the data
 
 sitk.ProcessObject_SetGlobalWarningDisplay(False)  # ITK warnings would bypass our one-line errors
 
@@ -126,19 +132,43 @@ def _run(path: Path, read_pixels: bool) -> sitk.Image | sitk.ImageFileReader:
     kind = "NRRD" if "Nrrd" in _IO[path.suffix.lower()] else "MetaImage"
     if path.stat().st_size == 0:
         raise InputError(f"{path}: not a readable {kind} file (empty file)")
+    if kind == "MetaImage":
+        _check_meta_ndims(path)
     reader = sitk.ImageFileReader()
     reader.SetImageIO(_IO[path.suffix.lower()])  # the suffix names the format: its IO gives the reason
     reader.SetFileName(str(path))
     failure = None
     with _c_stderr() as printed:
         try:
-            if read_pixels:
-                return reader.Execute()
-            reader.ReadImageInformation()
-            return reader
+            reader.ReadImageInformation()  # the header: the size is checked before the pixels exist
+            if not read_pixels:
+                return reader
+            components = reader.GetNumberOfComponents()
+            check_voxels(path, [*reader.GetSize(), *[components] * (components > 1)], _dtype(reader))
+            return reader.Execute()
         except RuntimeError as err:
             failure = err
     raise InputError(f"{path}: not a readable {kind} file ({_reason(failure, printed)})") from None
+
+
+def _check_meta_ndims(path: Path) -> None:
+    """ITK's MetaImage parser (MetaIO) writes past its fixed-size arrays when ``NDims`` is large or
+    negative: the process aborts ("corrupted size vs. prev_size" at NDims = 100) or segfaults (60000,
+    1e30), which no ``except`` can catch. So a number outside 1..4 (what medseg reads) is refused here
+    first; a value that is no number at all MetaIO refuses itself."""
+    with open(path, "rb") as f:
+        match = _META_NDIMS.search(f.read(_META_HEADER_BYTES))
+    if match and not 1 <= float(match.group(1)) < 5:
+        raise InputError(
+            f"{path}: not a readable MetaImage file (NDims = {match.group(1).decode()}; medseg reads 2 "
+            "to 4 dimensions)"
+        )
+
+
+def _dtype(reader: sitk.ImageFileReader) -> np.dtype:
+    """The numpy dtype of the file's pixel components, from a one-voxel image of its pixel type."""
+    probe = sitk.Image([1] * reader.GetDimension(), reader.GetPixelID(), reader.GetNumberOfComponents())
+    return sitk.GetArrayViewFromImage(probe).dtype
 
 
 def _reason(err: BaseException | None, printed: list[str]) -> str:

@@ -28,6 +28,7 @@ import tifffile
 
 from medseg.errors import GeometryError, InputError
 from medseg.io.atomic import atomic_path
+from medseg.io.budget import check_voxels
 from medseg.io.geometry import Geometry
 from medseg.typing import PathLike
 
@@ -56,8 +57,17 @@ _RESOLUTION_UNIT_UM = {2: 25400.0, 3: 1e4}  # TIFF ResolutionUnit: 1 none, 2 inc
 # tifffile logs, rather than raises, when an IFD chain or a tag points past the end of the file, and
 # then returns fewer pages; these messages mean the file is damaged.
 _DAMAGE = ("invalid page offset", "invalid value offset", "corrupted", "failed to reshape", "truncated")
+# What tifffile (and the zlib/XML parsers it uses) raises on damaged files; ZeroDivisionError for a
+# page whose ImageWidth, ImageLength or RowsPerStrip is 0, RuntimeError for pages that contradict
+# the first ("incompatible keyframe"), AssertionError from its own invariants that a damaged page
+# breaks (BitsPerSample 0 leaves a page without a dtype), TypeError where a damaged tag holds several
+# values in place of one (a tuple compared with a number).
 _READ_ERRORS = (
     ValueError,
+    ZeroDivisionError,
+    RuntimeError,
+    AssertionError,
+    TypeError,
     OSError,
     EOFError,
     zlib.error,
@@ -85,6 +95,7 @@ def read_tiff(path: PathLike) -> tuple[np.ndarray, Geometry]:
     try:
         with _damage_log() as damage, tifffile.TiffFile(path) as tif:
             series = tif.series[0]
+            check_voxels(path, series.shape, series.dtype)
             data = series.asarray()
             kept, order, spatial = _layout(series.axes, data.shape, path)
             spacing = _spacing(tif, spatial, path)

@@ -1,6 +1,6 @@
 """Segment many cases with one loaded bundle: the next case is read while this one is computed,
 cases already done are skipped with ``resume``, one bad case does not stop the others, and a
-summary (cases, seconds each, failures with their one-line reason) ends the run."""
+summary (cases, seconds each, failures with their one-line reason) is rewritten as each case ends."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from medseg.errors import MedsegError
-from medseg.io.atomic import atomic_path
+from medseg.io.atomic import MARKER, atomic_path
+from medseg.privacy import scrub
 from medseg.typing import PathLike
 from medseg.workflows.cases import Case
 from medseg.workflows.outputs import parse_formats
@@ -25,16 +26,18 @@ from medseg.workflows.segment import Segmenter
 class CaseResult:
     case: str
     image: str
-    status: str  # done, skipped (already done), failed
+    status: str  # done, skipped (already done), failed, pending (not yet run)
     seconds: float
     reason: str = ""
 
+    def __post_init__(self) -> None:
+        # Printed and written to the summary: no patient identifier read from DICOM in either.
+        self.image, self.reason = scrub(self.image), scrub(self.reason)
+
 
 def is_done(case: Case, out_dir: Path) -> bool:
-    """The case's overlay and table are there: every kind writes both (SEG/RTSTRUCT may rightly be
-    absent; the table is ``_volumes`` for labels and regions, ``_instances`` for instances)."""
-    tables = (out_dir / f"{case.name}_volumes.json", out_dir / f"{case.name}_instances.json")
-    return (out_dir / f"{case.name}_overlay.png").exists() and any(p.exists() for p in tables)
+    """The case's output folder is there: it appears only whole (``medseg.io.atomic``)."""
+    return (out_dir / case.name / MARKER).is_file()
 
 
 def one_line(err: BaseException) -> str:
@@ -53,13 +56,18 @@ def segment_many(
     progress: bool = True,
     on_case: Callable[[CaseResult], None] | None = None,
     overrides: dict | None = None,
+    anonymize: bool = False,
+    seed: str | None = None,
 ) -> list[CaseResult]:
     """Segment ``cases`` into ``out_dir``; returns one result per case (also written as
     ``summary.csv`` and ``summary.json`` in ``out_dir``)."""
     out_dir, formats = Path(out_dir), parse_formats(formats)
     todo = [c for c in cases if not (resume and is_done(c, out_dir))]
-    results = {c.name: CaseResult(c.name, str(c.image), "skipped", 0.0) for c in cases if c not in todo}
-    segmenter = Segmenter(bundle, device, progress=False, formats=formats, overrides=overrides)
+    results = {
+        c.name: CaseResult(c.name, str(c.image), "pending" if c in todo else "skipped", 0.0) for c in cases
+    }
+    write_summary(list(results.values()), out_dir)  # rewritten as each case ends: a kill loses none
+    segmenter = Segmenter(bundle, device, False, formats, overrides, anonymize, seed)
     bar = _progress(len(todo), progress)
     with ThreadPoolExecutor(max_workers=1) as reader:  # reads case i + 1 while case i is computed
         ahead: Future | None = reader.submit(segmenter.prepare, todo[0]) if todo else None
@@ -73,6 +81,7 @@ def segment_many(
                 result = CaseResult(case.name, str(case.image), "failed", 0.0, one_line(err))
             result.seconds = round(time.perf_counter() - start, 2)
             results[case.name] = result
+            write_summary(list(results.values()), out_dir)
             if on_case:
                 on_case(result)
             if bar:
@@ -80,9 +89,7 @@ def segment_many(
     if bar:
         bar.close()
     segmenter.close()
-    ordered = [results[c.name] for c in cases]
-    write_summary(ordered, out_dir)
-    return ordered
+    return list(results.values())
 
 
 def _progress(total: int, enabled: bool):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from medseg.errors import InputError
 from medseg.io.registry import image_kind, image_stem
+from medseg.privacy import case_name
 from medseg.typing import PathLike
 
 DATALIST_KEYS = ("test", "testing", "validation", "training")
@@ -53,7 +54,7 @@ def _datalist(path: Path) -> list[list[Path]]:
         files = image if isinstance(image, list) and image else [image]
         if not all(isinstance(f, str) for f in files):
             raise InputError(f"{path}: datalist item {item!r} has no image path")
-        images.append([(path.parent / f).resolve() for f in files])
+        images.append([path.parent / f for f in files])  # as given: relative stays relative
     return images
 
 
@@ -99,9 +100,19 @@ def expand_inputs(
         missing = next((f for f in files if not f.exists()), None)  # files or DICOM folders
         if missing is not None:
             raise InputError(f"{missing}: file not found")
-        return [Case(image_stem(files[0]), files[0], None, tuple(files[1:]))]
+        if files[0].is_dir():  # DICOM channels: their headers name the patient the name must not
+            from medseg.io.dicom import find_series
+
+            find_series(files[0])
+        return [_private(Case(image_stem(files[0]), files[0], None, tuple(files[1:])))]
     cases = [case for text in inputs for case in _expand_one(str(text), series, all_series)]
-    return unique_names(cases)
+    return [_private(c) for c in unique_names(cases)]
+
+
+def _private(case: Case) -> Case:
+    """The case, renamed ``case-<hash>`` if its name holds a patient identifier read from the
+    DICOM headers (a folder named after the patient): ``medseg.privacy.case_name``."""
+    return replace(case, name=case_name(case.name, repr(_identity(case))))
 
 
 def _identity(case: Case) -> tuple:

@@ -10,6 +10,7 @@ from pathlib import Path
 from medseg.data.samples import sample_path
 from medseg.inference.stats import write_table
 from medseg.io import label_to_grid, read_image
+from medseg.io.atomic import atomic_path
 from medseg.metrics import dice_per_label
 from medseg.typing import PathLike
 from medseg.workflows.bundles import bundle_labels, find_bundle
@@ -63,9 +64,14 @@ def demo(
     write_table(rows, out_dir / "dice.csv", out_dir / "dice.json")
     summary = {
         "seconds": round(seconds, 1),
-        "outputs": sorted(p.name for p in out_dir.iterdir()),
+        "outputs": sorted(
+            p.relative_to(out_dir).as_posix()
+            for p in out_dir.rglob("*")
+            if p.is_file() and p.name[0] != "." and p.name != "summary.json"
+        ),
         "dice": rows,
         "volumes": result.stats,
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with atomic_path(out_dir / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
     return summary

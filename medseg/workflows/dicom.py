@@ -13,6 +13,7 @@ from medseg.errors import GeometryError, InputError
 from medseg.io import label_to_grid, read_image
 from medseg.io.dicom import DicomSeries, find_series, read_series, select_series
 from medseg.io.dicom_seg import check_seg_source, write_seg
+from medseg.privacy import scrub
 from medseg.typing import PathLike
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def series_row(index: int, series: DicomSeries) -> dict:
         "index": index,
         "uid": str(first.get("SeriesInstanceUID", "") or "(blank)"),
         "modality": series.modality or "?",
-        "description": series.description,
+        "description": scrub(series.description),  # exports put names and IDs there
         "size": f"{int(first.Columns)}x{int(first.Rows)}",
         "pixel_spacing": _pixel_spacing(series),
         "slices": len(series),
@@ -92,11 +93,14 @@ def label_map_to_seg(
     out_path: PathLike,
     names: dict[int, str],
     series: str | int | None = None,
+    anonymize: bool = False,
+    seed: str | None = None,
 ) -> Path | None:
     """Write an existing label map (NIfTI) as a DICOM SEG referencing the series in ``dicom_dir``.
 
     The label map is brought onto the series' grid by world coordinates (nearest neighbour), so
     a NIfTI written in another orientation (LAS, RAS...) of the same scan lands voxel for voxel.
+    ``anonymize``: the SEG is de-identified (``medseg.io.deid``) before it appears at ``out_path``.
     """
     source = select_series(find_series(dicom_dir), dicom_dir, series)
     check_seg_source(source)
@@ -106,11 +110,27 @@ def label_map_to_seg(
     image, geometry = read_series(source)
     if label.shape != image.shape or not np.allclose(label_geometry.affine, geometry.affine, atol=1e-3):
         log.info("label map resampled onto the DICOM series grid (nearest neighbour)")
+        labelled = bool(np.any(label))
         label = label_to_grid(label, label_geometry.affine, image.shape, geometry.affine)
+        if labelled and not np.any(label):  # another scan's label map: an empty SEG would hide that
+            raise InputError(
+                f"{label_path}: label map does not overlap the DICOM series in {dicom_dir} "
+                "(no labelled voxel lands on its grid; a label map of another scan?)"
+            )
     unnamed = sorted(int(v) for v in np.unique(label) if v != 0 and int(v) not in names)
     if unnamed:
         shown = ", ".join(map(str, unnamed[:10])) + (", ..." if len(unnamed) > 10 else "")
         raise InputError(
             f"{label_path}: label values {shown} have no names (name them in a --labels JSON file)"
         )
-    return write_seg(label.astype(np.int32), geometry, source, names, out_path)
+    if not anonymize:
+        return write_seg(label.astype(np.int32), geometry, source, names, out_path)
+    from medseg.io.atomic import atomic_dir
+    from medseg.io.deid import Deidentifier
+
+    out_path = Path(out_path)
+    with atomic_dir(out_path.parent) as tmp:  # never seen with the patient's module at out_path
+        written = write_seg(label.astype(np.int32), geometry, source, names, tmp / out_path.name)
+        if written:
+            Deidentifier(seed).file(written)
+    return out_path if written else None

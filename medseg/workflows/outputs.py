@@ -113,8 +113,10 @@ def write_prediction(
     modality: str = "",
     source=None,
     algorithm: tuple[str, str] = ("medseg", "0"),
+    deidentify=None,
 ) -> tuple[dict[str, Path], list[dict]]:
-    """Write every output of ``pred`` into ``out_dir``; returns ``{what: path}`` and the table rows."""
+    """Write every output of ``pred`` into ``out_dir``; returns ``{what: path}`` and the table rows.
+    ``deidentify`` (a ``medseg.io.deid.Deidentifier``): the SEG and RTSTRUCT are anonymised with it."""
     files: dict[str, Path] = {}
     exts = {f: VOLUME_FORMATS[f] for f in volume_formats(formats, case)}
     if pred.kind == "instances":
@@ -154,11 +156,11 @@ def write_prediction(
         rows, out_dir / f"{stem}_{table}.csv", out_dir / f"{stem}_{table}.json"
     )
     files["overlay"] = _overlay(out_dir / f"{stem}_overlay.png", case, shown, shown_names, modality)
-    files.update(_dicom_outputs(pred, case, out_dir, stem, formats, source, algorithm))
+    files.update(_dicom_outputs(pred, case, out_dir, stem, formats, source, algorithm, deidentify))
     return files, rows
 
 
-def _dicom_outputs(pred, case, out_dir, stem, formats, source, algorithm) -> dict[str, Path]:
+def _dicom_outputs(pred, case, out_dir, stem, formats, source, algorithm, deidentify) -> dict[str, Path]:
     if not any(f in DICOM_FORMATS for f in formats):
         return {}  # and pydicom and highdicom are not loaded
     from medseg.io.dicom_rtstruct import write_rtstruct
@@ -182,5 +184,7 @@ def _dicom_outputs(pred, case, out_dir, stem, formats, source, algorithm) -> dic
             data, case.geometry, source, pred.names, path, algorithm_name=name, algorithm_version=version
         )
         if written:
-            files[DICOM_NAMES[fmt]] = written
+            # They copy the source's patient module, as the standard asks; shared outside the
+            # hospital they must not (out_dir is a temporary folder: never seen un-anonymised).
+            files[DICOM_NAMES[fmt]] = deidentify.file(written) if deidentify else written
     return files

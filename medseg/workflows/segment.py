@@ -14,11 +14,11 @@ import numpy as np
 from medseg.bundle.contract import read_contract
 from medseg.bundle.parts import check_device, check_segments, read_checked
 from medseg.errors import InputError
-from medseg.io.atomic import atomic_dir
+from medseg.io.atomic import atomic_folder
 from medseg.io.case import CaseImage
 from medseg.typing import PathLike
 from medseg.workflows.bundles import find_bundle
-from medseg.workflows.cases import Case, image_stem
+from medseg.workflows.cases import Case, expand_inputs, image_stem
 from medseg.workflows.outputs import DICOM_FORMATS, parse_formats, write_prediction
 
 if TYPE_CHECKING:
@@ -65,6 +65,17 @@ def seg_source(image: Path, series: str | int | None, fmt: str) -> DicomSeries:
     return source
 
 
+def _deidentifier(formats: Sequence[str], seed: str | None):
+    """The anonymiser of the SEG/RTSTRUCT outputs (the only ones that hold patient data)."""
+    if not any(f in DICOM_FORMATS for f in formats):
+        raise InputError(
+            "--anonymize is for DICOM outputs (--format seg or rtstruct); the others hold no patient data"
+        )
+    from medseg.io.deid import Deidentifier
+
+    return Deidentifier(seed)
+
+
 @dataclass
 class Prepared:
     """A case read and preprocessed, ready for the network (made in a background thread)."""
@@ -85,8 +96,11 @@ class Segmenter:
         progress: bool = True,
         formats: str | Sequence[str] = ("auto",),
         overrides: dict | None = None,
+        anonymize: bool = False,
+        seed: str | None = None,
     ) -> None:
         self.formats = parse_formats(formats)
+        self.deidentify = _deidentifier(self.formats, seed) if anonymize else None
         self.device = check_device(device)
         self.contract = read_contract(find_bundle(bundle))
         check_segments(self.contract)
@@ -118,16 +132,18 @@ class Segmenter:
         return Prepared(case, image, source, self._load().preprocess(image))
 
     def run(self, prepared: Prepared, out_dir: PathLike) -> SegmentResult:
-        """Segment a prepared case into ``out_dir`` (all its files appear at once, or none)."""
+        """Segment a prepared case into the folder ``out_dir/<case name>/``, which appears whole
+        (replacing a previous output of the case) or not at all."""
         image = prepared.image
         pred = self._load().predict(prepared.item, image)
         modality = image.modality or self.contract.modality
-        with atomic_dir(out_dir) as tmp:
+        case_dir = Path(out_dir) / prepared.case.name
+        with atomic_folder(case_dir) as tmp:
             files, rows = write_prediction(
                 pred, image, tmp, prepared.case.name, self.formats, modality, prepared.source,
-                algorithm=(self.contract.name, self.contract.version),
+                algorithm=(self.contract.name, self.contract.version), deidentify=self.deidentify,
             )  # fmt: skip
-        files = {what: Path(out_dir) / path.name for what, path in files.items()}
+        files = {what: case_dir / path.name for what, path in files.items()}
         label = pred.instances if pred.kind == "instances" else pred.labels
         return SegmentResult(
             prepared.case.name, pred.kind, files, rows, label, image.geometry.affine, self.bundle
@@ -143,18 +159,27 @@ def segment(
     series: str | int | None = None,
     formats: str | Sequence[str] = ("auto",),
     overrides: dict | None = None,
+    name: str | None = None,
+    anonymize: bool = False,
+    seed: str | None = None,
 ) -> SegmentResult:
-    """Run the bundle on one case into ``out_dir``.
+    """Run the bundle on one case into ``out_dir/<name>/``.
 
     ``image`` is a file (NIfTI, NRRD, MetaImage, TIFF, PNG/JPEG), a DICOM folder, or a list of files,
     one per channel. ``series`` chooses one series of a folder that holds several (index or UID, as
-    `medseg dicom ls` shows them); ``formats``: see ``medseg.workflows.outputs``. Everything is
-    written into a temporary folder first and moved into ``out_dir`` only when the whole case
-    succeeded. Many cases: ``medseg.workflows.batch.segment_many``.
+    `medseg dicom ls` shows them); ``formats``: see ``medseg.workflows.outputs``. ``name``: the
+    output file stem (default: the file's or DICOM folder's name, unless it holds a patient
+    identifier: see ``medseg.privacy.case_name``). ``anonymize``: the SEG/RTSTRUCT outputs are
+    de-identified (``medseg.io.deid``; the same ``seed`` as `medseg dicom anonymize` keeps them
+    referencing the anonymised series). Everything is
+    written into a staging folder first, which becomes ``out_dir/<name>/`` in one rename only when
+    the whole case succeeded. Many cases: ``medseg.workflows.batch.segment_many``.
     """
     images = [Path(image)] if isinstance(image, str | Path) else [Path(p) for p in image]
-    case = Case(image_stem(images[0]), images[0], series, tuple(images[1:]))
-    segmenter = Segmenter(bundle, device, progress, formats, overrides)
+    if name is None and len(images) == 1 and images[0].is_dir():
+        name = expand_inputs(images, series=series)[0].name  # a DICOM folder named by its case rules
+    case = Case(name or image_stem(images[0]), images[0], series, tuple(images[1:]))
+    segmenter = Segmenter(bundle, device, progress, formats, overrides, anonymize, seed)
     try:
         return segmenter.run(segmenter.prepare(case), out_dir)
     finally:

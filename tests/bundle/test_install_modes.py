@@ -111,7 +111,7 @@ def test_wheel_install_ships_the_bundles(tmp_path, source_copy):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"bundle: nuclei_fluo_unet2d 0.1.0 ({bundle})" in done.stdout
-    assert (tmp_path / "elsewhere" / "out" / "img2d_instances.ome.tif").is_file()
+    assert (tmp_path / "elsewhere" / "out" / "img2d" / "img2d_instances.ome.tif").is_file()
 
 
 @pytest.mark.slow

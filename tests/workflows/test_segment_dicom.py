@@ -64,7 +64,9 @@ def ras_affine(image: sitk.Image) -> np.ndarray:
 
 def test_outputs_and_summary(run):
     folder, out, stdout = run
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert [p.name for p in out.iterdir()] == ["study"]  # one folder per case
+    assert sorted(p.name for p in (out / "study").iterdir()) == [
+        ".medseg-output",
         "study_overlay.png",
         "study_rtstruct.dcm",
         "study_seg.dcm",
@@ -72,18 +74,18 @@ def test_outputs_and_summary(run):
         "study_volumes.csv",
         "study_volumes.json",
     ]
-    assert f"DICOM SEG: {out / 'study_seg.dcm'}" in stdout
+    assert f"DICOM SEG: {out / 'study' / 'study_seg.dcm'}" in stdout
 
 
 def test_seg_equals_nifti_label_map(run):
     folder, out, _ = run
     grid = sitk_read(folder / "ct")
-    nifti = nib.load(out / "study_seg.nii.gz")
+    nifti = nib.load(out / "study" / "study_seg.nii.gz")
     label = label_to_grid(np.asarray(nifti.dataobj), nifti.affine, grid.GetSize(), ras_affine(grid))
     assert label.any()
-    decoded = decode_seg(out / "study_seg.dcm", sitk_lps_affine(grid), grid.GetSize(), ORGANS)
+    decoded = decode_seg(out / "study" / "study_seg.dcm", sitk_lps_affine(grid), grid.GetSize(), ORGANS)
     np.testing.assert_array_equal(decoded, label)
-    ds = pydicom.dcmread(out / "study_seg.dcm", stop_before_pixels=True)
+    ds = pydicom.dcmread(out / "study" / "study_seg.dcm", stop_before_pixels=True)
     assert (
         ds.ReferencedSeriesSequence[0].SeriesInstanceUID
         == pydicom.dcmread(next((folder / "ct").iterdir()), stop_before_pixels=True).SeriesInstanceUID
@@ -98,8 +100,8 @@ def test_dicom_outputs_pass_dciodvfy(run, name):
 
 def test_rtstruct_names_the_same_structures_as_the_seg(run):
     out = run[1]
-    seg = pydicom.dcmread(out / "study_seg.dcm", stop_before_pixels=True)
-    rtstruct = pydicom.dcmread(out / "study_rtstruct.dcm")
+    seg = pydicom.dcmread(out / "study" / "study_seg.dcm", stop_before_pixels=True)
+    rtstruct = pydicom.dcmread(out / "study" / "study_rtstruct.dcm")
     assert [r.ROIName for r in rtstruct.StructureSetROISequence] == [
         s.SegmentLabel for s in seg.SegmentSequence
     ]

@@ -39,14 +39,14 @@ def scans(tmp_path_factory):
 def from_nifti(scans, tmp_path_factory):
     out = tmp_path_factory.mktemp("nifti_out")
     medseg("segment", str(scans / "ct.nii.gz"), "--out", str(out))
-    return np.asarray(nib.load(out / "ct_seg.nii.gz").dataobj)
+    return np.asarray(nib.load(out / "ct" / "ct_seg.nii.gz").dataobj)
 
 
 @pytest.mark.parametrize("name, suffix", [("ct_nrrd", ".nrrd"), ("ct_mha", ".mha")])
 def test_same_format_out(scans, from_nifti, tmp_path, name, suffix):
     proc = medseg("segment", str(scans / f"{name}{suffix}"), "--out", str(tmp_path))
-    assert f"label map (nifti): {tmp_path / (name + '_seg.nii.gz')}" in proc.stdout
-    written = sitk.ReadImage(str(tmp_path / f"{name}_seg{suffix}"))
+    assert f"label map (nifti): {tmp_path / name / (name + '_seg.nii.gz')}" in proc.stdout
+    written = sitk.ReadImage(str(tmp_path / name / f"{name}_seg{suffix}"))
     source = sitk.ReadImage(str(scans / f"{name}{suffix}"))
     assert written.GetSize() == source.GetSize()
     np.testing.assert_allclose(written.GetOrigin(), source.GetOrigin(), atol=1e-4)
@@ -54,7 +54,7 @@ def test_same_format_out(scans, from_nifti, tmp_path, name, suffix):
     np.testing.assert_allclose(written.GetDirection(), source.GetDirection(), atol=1e-6)
     labels = np.transpose(sitk.GetArrayFromImage(written))  # (z, y, x) -> (x, y, z)
     np.testing.assert_array_equal(labels, from_nifti)
-    assert np.array_equal(np.asarray(nib.load(tmp_path / f"{name}_seg.nii.gz").dataobj), from_nifti)
+    assert np.array_equal(np.asarray(nib.load(tmp_path / name / f"{name}_seg.nii.gz").dataobj), from_nifti)
 
 
 def test_batch_and_resume_with_an_instance_bundle(tmp_path):
@@ -77,8 +77,8 @@ def test_batch_and_resume_with_an_instance_bundle(tmp_path):
     assert [summary[c]["status"] for c in "abc"] == ["done", "done", "failed"]
     assert "c.tif" in summary["c"]["reason"]
     for case in "ab":
-        assert tifffile.imread(out / f"{case}_instances.ome.tif").shape == (256, 512)
-    assert not list(out.glob("c_*"))
+        assert tifffile.imread(out / case / f"{case}_instances.ome.tif").shape == (256, 512)
+    assert not (out / "c").exists() and not list(out.glob(".*"))
     again = subprocess.run(
         [sys.executable, "-m", "medseg.cli.main", "segment", str(folder / "a.tif"), str(folder / "b.tif"),
          "--bundle", "nuclei_fluo_unet2d", "--out", str(out), "--resume", "--quiet"],

@@ -84,15 +84,15 @@ def test_spleen_nifti(zoo, tmp_path):
     medseg(
         "segment", str(image), "--bundle", str(zoo["spleen_ct_segmentation"]), "--out", str(tmp_path / "out")
     )
-    labels, affine = nifti(tmp_path / "out" / "spleen_ct_seg.nii.gz")
-    assert_same_grid(tmp_path / "out" / "spleen_ct_seg.nii.gz", image)
+    labels, affine = nifti(tmp_path / "out" / "spleen_ct" / "spleen_ct_seg.nii.gz")
+    assert_same_grid(tmp_path / "out" / "spleen_ct" / "spleen_ct_seg.nii.gz", image)
     assert set(np.unique(labels)) <= {0, 1}  # channel_def: background, spleen
     assert_not_trivial(labels)
     run = monai_bundle_run(zoo["spleen_ct_segmentation"], [image], tmp_path / "monai")
     expected, expected_affine = nifti(reference(run))
     np.testing.assert_allclose(affine, expected_affine, atol=1e-4)
     np.testing.assert_array_equal(labels, np.rint(expected).astype(labels.dtype))
-    rows = json.loads((tmp_path / "out" / "spleen_ct_volumes.json").read_text())
+    rows = json.loads((tmp_path / "out" / "spleen_ct" / "spleen_ct_volumes.json").read_text())
     assert [r["name"] for r in rows] == ["spleen"]
 
 
@@ -120,9 +120,9 @@ def test_spleen_dicom_folder_with_two_series(zoo, case_b_dicom_with_uids, tmp_pa
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(case_b_dicom_with_uids)))
     as_nifti = tmp_path / "ct.nii.gz"
     sitk.WriteImage(reader.Execute(), str(as_nifti))
-    assert_same_grid(out / "study_seg.nii.gz", as_nifti)
+    assert_same_grid(out / "study" / "study_seg.nii.gz", as_nifti)
     run = monai_bundle_run(zoo["spleen_ct_segmentation"], [as_nifti], tmp_path / "monai")
-    labels, _ = nifti(out / "study_seg.nii.gz")
+    labels, _ = nifti(out / "study" / "study_seg.nii.gz")
     assert_not_trivial(labels)
     expected, _ = nifti(reference(run))
     np.testing.assert_array_equal(labels, np.rint(expected).astype(labels.dtype))
@@ -141,8 +141,8 @@ def test_brats_regions(zoo, tmp_path, form):
         "segment", *inputs, "--bundle", str(bundle), "--out", str(out), *overrides("brats_mri_segmentation")
     )
     stem = "brats_t1c" if form == "channel files" else "brats_4d"
-    regions, affine = nifti(out / f"{stem}_regions.nii.gz")
-    merged, _ = nifti(out / f"{stem}_seg.nii.gz")
+    regions, affine = nifti(out / stem / f"{stem}_regions.nii.gz")
+    merged, _ = nifti(out / stem / f"{stem}_seg.nii.gz")
     assert regions.shape == (*nib.load(files[0]).shape, 3) and set(np.unique(regions)) <= {0, 1}
     assert_not_trivial(merged)
     np.testing.assert_allclose(affine, nib.load(files[0]).affine, atol=1e-4)
@@ -151,7 +151,7 @@ def test_brats_regions(zoo, tmp_path, form):
     run = monai_bundle_run(bundle, [files], tmp_path / "monai", ZOO_RUN_OVERRIDES["brats_mri_segmentation"])
     expected, _ = nifti(reference(run))
     np.testing.assert_array_equal(merged, np.rint(expected).astype(merged.dtype))
-    rows = json.loads((out / f"{stem}_volumes.json").read_text())
+    rows = json.loads((out / stem / f"{stem}_volumes.json").read_text())
     assert [r["name"] for r in rows] == ["Tumor core", "Whole tumor", "Enhancing tumor"]
     assert [r["voxels"] for r in rows] == [int(tc.sum()), int(wt.sum()), int(et.sum())]
 
@@ -176,16 +176,16 @@ def test_hovernet_png_instances(zoo, tmp_path):
     image = hovernet_png(tmp_path)
     out = tmp_path / "out"
     medseg("segment", str(image), "--bundle", str(zoo[name]), "--out", str(out))
-    instances = tifffile.imread(out / "hovernet_he_instances.ome.tif")
+    instances = tifffile.imread(out / "hovernet_he" / "hovernet_he_instances.ome.tif")
     assert instances.shape == (260, 300)
     assert instances.max() > 5
     run = monai_bundle_run(zoo[name], [image], tmp_path / "monai", ZOO_RUN_OVERRIDES[name])
     expected, _ = nifti(reference(run, "_instance_map.nii.gz"))
     np.testing.assert_array_equal(instances, np.rint(expected.squeeze()).T)
-    types = tifffile.imread(out / "hovernet_he_classes.ome.tif")
+    types = tifffile.imread(out / "hovernet_he" / "hovernet_he_classes.ome.tif")
     expected_types, _ = nifti(reference(run, "_type_map.nii.gz"))
     np.testing.assert_array_equal(types, np.rint(expected_types.squeeze()).T)
-    rows = json.loads((out / "hovernet_he_instances.json").read_text())
+    rows = json.loads((out / "hovernet_he" / "hovernet_he_instances.json").read_text())
     assert [r["id"] for r in rows] == [int(i) for i in np.unique(instances) if i > 0]
 
 
@@ -193,8 +193,8 @@ def test_yaml_template_bundle(zoo, tmp_path):
     image = template_nifti(tmp_path)
     out = tmp_path / "out"
     medseg("segment", str(image), "--bundle", str(zoo["segmentation_template"]), "--out", str(out))
-    labels, _ = nifti(out / "template_ct_seg.nii.gz")
-    assert_same_grid(out / "template_ct_seg.nii.gz", image)
+    labels, _ = nifti(out / "template_ct" / "template_ct_seg.nii.gz")
+    assert_same_grid(out / "template_ct" / "template_ct_seg.nii.gz", image)
     assert set(np.unique(labels)) <= {0, 1, 2, 3}
     assert_not_trivial(labels)
     run = monai_bundle_run(zoo["segmentation_template"], [image], tmp_path / "monai")
@@ -210,8 +210,8 @@ def test_a_datalist_that_reads_a_csv_is_never_evaluated(tmp_path):
     image = tmp_path / "mr.nii.gz"
     nib.save(mr.slicer[50:66, 40:56, 2:18], image)  # 3 mm voxels: one 96^3 window at 0.5 mm
     medseg("segment", str(image), "--bundle", str(bundle), "--out", str(tmp_path / "out"))
-    labels, _ = nifti(tmp_path / "out" / "mr_seg.nii.gz")
-    assert_same_grid(tmp_path / "out" / "mr_seg.nii.gz", image)
+    labels, _ = nifti(tmp_path / "out" / "mr" / "mr_seg.nii.gz")
+    assert_same_grid(tmp_path / "out" / "mr" / "mr_seg.nii.gz", image)
     assert set(np.unique(labels)) <= {0, 1, 2}
 
 
@@ -264,7 +264,7 @@ def test_rgb_bundle_with_channels_last(zoo, tmp_path):
     image = hovernet_png(tmp_path)
     out = tmp_path / "out"
     medseg("segment", str(image), "--bundle", str(zoo[name]), "--out", str(out))
-    labels = tifffile.imread(out / "hovernet_he_seg.ome.tif")
+    labels = tifffile.imread(out / "hovernet_he" / "hovernet_he_seg.ome.tif")
     assert labels.shape == (260, 300) and set(np.unique(labels)) <= {0, 1}
     run = monai_bundle_run(zoo[name], [image], tmp_path / "monai", ZOO_RUN_OVERRIDES[name])
     expected = np.asarray(Image.open(reference(run, ".png")))  # scaled by 255, rows and columns
@@ -278,8 +278,8 @@ def test_slice_inferer_bundle_with_an_older_run_id(zoo, tmp_path):
     image = tmp_path / "mr.nii.gz"
     nib.save(nib.load(sample_path("example_mr_sm.nii.gz")).slicer[20:84, 10:74, :], image)
     medseg("segment", str(image), "--bundle", str(zoo[name]), "--out", str(tmp_path / "out"))
-    labels, _ = nifti(tmp_path / "out" / "mr_seg.nii.gz")
-    assert_same_grid(tmp_path / "out" / "mr_seg.nii.gz", image)
+    labels, _ = nifti(tmp_path / "out" / "mr" / "mr_seg.nii.gz")
+    assert_same_grid(tmp_path / "out" / "mr" / "mr_seg.nii.gz", image)
     assert set(np.unique(labels)) <= {0, 1, 2, 3}
     assert_not_trivial(labels)
     run = monai_bundle_run(zoo[name], [image], tmp_path / "monai")
@@ -308,9 +308,9 @@ def test_brats_from_dicom_folders_to_an_overlapping_seg(zoo, tmp_path):
     out = tmp_path / "out"
     medseg("segment", *map(str, folders), "--channels", "--bundle", str(zoo[name]), "--format", "nifti,seg",
            "--out", str(out), *overrides(name))  # fmt: skip
-    regions, affine = nifti(out / "brats_t1c_regions.nii.gz")
+    regions, affine = nifti(out / "brats_t1c" / "brats_t1c_regions.nii.gz")
     assert_not_trivial(regions)
-    seg = out / "brats_t1c_seg.dcm"
+    seg = out / "brats_t1c" / "brats_t1c_seg.dcm"
     assert dciodvfy_errors(seg) == []
     segments = decode_segments(seg, regions.shape[:3], LPS_TO_RAS @ affine)
     names = ["Tumor core", "Whole tumor", "Enhancing tumor"]
