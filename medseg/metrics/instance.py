@@ -95,6 +95,11 @@ class Matching:
     def recognition_quality(self) -> float:
         return self.f1
 
+    def scores(self) -> dict[str, float]:
+        """What an evaluator reports: precision, recall, f1, panoptic_quality and the counts."""
+        names = ("precision", "recall", "f1", "panoptic_quality", "n_true", "n_pred", "tp", "fp", "fn")
+        return {name: getattr(self, name) for name in names}
+
 
 def _as_labels(labels: np.ndarray, name: str) -> np.ndarray:
     return check_instances(labels, f"{name}: label image")

@@ -43,17 +43,9 @@ def instance_scores(
     m = match_dataset(true, pred, iou_threshold)
     return {
         "cell_iou": inter / union if union else 1.0,
-        "precision": m.precision,
-        "recall": m.recall,
-        "f1": m.f1,
+        **m.scores(),
         "ap": m.accuracy,
         "mean_ap": average_precision(true, pred)["mean_ap"],
-        "panoptic_quality": m.panoptic_quality,
-        "n_true": m.n_true,
-        "n_pred": m.n_pred,
-        "tp": m.tp,
-        "fp": m.fp,
-        "fn": m.fn,
     }
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.uid import generate_uid
 
 from medseg.privacy import forget_all
 
@@ -46,18 +45,14 @@ def _empty_registry():
 
 
 @pytest.fixture(scope="session")
-def patient_root(case_b_dicom, tmp_path_factory) -> Path:
+def patient_root(case_b_dicom_with_uids, tmp_path_factory) -> Path:
     """``root/Doe_Jane_123456/``: the sample CT with UIDs and this patient's identifiers (and the
     scanner's private elements), plus a note that is not DICOM."""
     root = tmp_path_factory.mktemp("privacy")
     folder = root / FOLDER
     folder.mkdir()
-    study, series = generate_uid(), generate_uid()
-    for src in sorted(case_b_dicom.iterdir()):
+    for src in sorted(case_b_dicom_with_uids.iterdir()):
         ds = pydicom.dcmread(src)
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
         for keyword, value in PATIENT.items():
             setattr(ds, keyword, value)
         ds.save_as(folder / src.name)
