@@ -98,12 +98,22 @@ def check_traced_export(bundle: Path, network, input_shape: list[int], other_sha
         torch.testing.assert_close(exported(x), network(x), rtol=1e-4, atol=1e-4)
 
 
-def stardist_scores(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """The nuclei bundles' reported scores, computed independently with ``stardist.matching``."""
-    from stardist.matching import matching
+def stardist_scores(true, pred) -> dict[str, float]:
+    """The nuclei bundles' reported scores, computed independently with ``stardist.matching``; for
+    lists of images, counts are pooled over them (``matching_dataset(..., by_image=False)``)."""
+    from stardist.matching import matching, matching_dataset
 
-    at = {t: matching(true, pred, thresh=t) for t in np.round(np.arange(0.5, 1.0, 0.05), 2)}
+    true, pred = (list(x) if isinstance(x, list | tuple) else [x] for x in (true, pred))
+
+    def match(t: float):
+        if len(true) == 1:
+            return matching(true[0], pred[0], thresh=t)
+        return matching_dataset(true, pred, thresh=t, by_image=False, show_progress=False)
+
+    at = {t: match(t) for t in np.round(np.arange(0.5, 1.0, 0.05), 2)}
     m = at[0.5]
+    inter = sum(int(np.sum((t > 0) & (p > 0))) for t, p in zip(true, pred, strict=True))
+    union = sum(int(np.sum((t > 0) | (p > 0))) for t, p in zip(true, pred, strict=True))
     return {
         "ap": m.accuracy,
         "f1": m.f1,
@@ -111,7 +121,7 @@ def stardist_scores(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
         "recall": m.recall,
         "panoptic_quality": m.panoptic_quality,
         "mean_ap": float(np.mean([s.accuracy for s in at.values()])),
-        "cell_iou": float(np.sum((true > 0) & (pred > 0)) / np.sum((true > 0) | (pred > 0))),
+        "cell_iou": inter / union,
     }
 
 
@@ -147,3 +157,81 @@ def check_shipped_scores(
     bundle_scores = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     for name, value in scores.items():
         assert abs(bundle_scores[name] - value) <= 1e-6, name
+
+
+def datalist_cut(entry: dict, name: str) -> np.ndarray:
+    """The image or label of a bundle datalist entry as tifffile reads it (([z,] y, x)), cut to the
+    entry's ``roi_start``/``roi_end`` (given in medseg's (x, y[, z]) order)."""
+    import tifffile
+
+    from medseg.data import sample_root
+
+    array = tifffile.imread(Path(sample_root()) / entry[name])
+    if "roi_start" in entry:
+        window = [slice(a, b) for a, b in zip(entry["roi_start"], entry["roi_end"], strict=True)]
+        array = array[tuple(window[::-1])]
+    return array
+
+
+def maskrcnn_inference(bundle: Path, images: list[Path], out: Path) -> list[tuple[np.ndarray, dict]]:
+    """One `monai.bundle run` of a Mask R-CNN bundle's inference.json over ``images``: per image the
+    instance map (tifffile order) and each instance's score, read from the saved score map."""
+    configs = bundle / "configs"
+    monai_bundle(
+        "run", "--config_file", str(configs / "inference.json"), "--bundle_root", str(bundle),
+        "--datalist", str([{"image": str(p)} for p in images]), "--output_dir", str(out),
+    )  # fmt: skip
+    results = []
+    for path in images:
+        instances = np.asarray(nib.load(out / f"{path.stem}_instances.nii.gz").dataobj).squeeze().T
+        score_map = np.asarray(nib.load(out / f"{path.stem}_scores.nii.gz").dataobj).squeeze().T
+        ids = np.unique(instances[instances > 0])
+        scores = {int(i): float(score_map[instances == i][0]) for i in ids}
+        assert all(np.all(score_map[instances == i] == scores[int(i)]) for i in ids)  # one score each
+        results.append((instances, scores))
+    return results
+
+
+def check_maskrcnn_bundle(bundle: Path, parts: dict[str, str], evaluate: str, tmp_path: Path, margin: float):
+    """A Mask R-CNN bundle's shipped weights against its reported figures and its own evaluator.
+
+    ``parts`` maps a part name to a key of the bundle's ``configs/datalist.json``. One `monai.bundle
+    run` of inference.json over every image of every part (cut to its roi and written as a file,
+    as a user would give it); per part, every figure the bundle reports as ``eval_<score>_<part>``
+    is within ``margin`` of StarDist's matching scores and pycocotools' mask AP (up to 1000
+    detections per image) of that output. Then evaluate.json (medseg.metrics) on the part named
+    ``evaluate`` gives StarDist's numbers to 1e-6 and pycocotools' mask AP to 1e-3.
+    """
+    import tifffile
+    from coco_refs import coco_eval
+
+    configs = bundle / "configs"
+    datalist = json.loads((configs / "datalist.json").read_text())
+    images, truth = {}, {}
+    for part, key in parts.items():
+        images[part], truth[part] = [], []
+        for n, entry in enumerate(datalist[key]):
+            images[part].append(tmp_path / f"{part}_{n}.tif")
+            tifffile.imwrite(images[part][-1], datalist_cut(entry, "image"))
+            truth[part].append(datalist_cut(entry, "label"))
+    every = [path for paths in images.values() for path in paths]
+    results = dict(zip(every, maskrcnn_inference(bundle, every, tmp_path / "out"), strict=True))
+    reported = json.loads((configs / "metadata.json").read_text())["eval_metrics"]
+    found = {}
+    for part in parts:
+        pred = [results[path][0] for path in images[part]]
+        scores = stardist_scores(truth[part], pred)
+        coco = coco_eval(truth[part], pred, [results[p][1] for p in images[part]], max_detections=1000)
+        found[part] = {**scores, "mask_ap": coco[0], "mask_ap50": coco[1], "mask_ap75": coco[2]}
+        print(part, {k: round(float(v), 3) for k, v in found[part].items()})
+        for name, value in found[part].items():
+            assert abs(value - reported[f"eval_{name}_{part}"]) <= margin, (part, name, found[part])
+
+    monai_bundle(
+        "run", "--config_file", f"['{configs / 'train.json'}','{configs / 'evaluate.json'}']",
+        "--bundle_root", str(bundle), "--output_dir", str(tmp_path / "eval"), "--eval_key", parts[evaluate],
+    )  # fmt: skip
+    ours = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    for name, value in found[evaluate].items():
+        tolerance = 1e-3 if name.startswith("mask_ap") else 1e-6
+        assert abs(ours[name] - value) <= tolerance, (name, ours[name], value)

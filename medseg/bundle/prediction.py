@@ -17,6 +17,7 @@ from monai.transforms import Activationsd, Compose, SaveImage, SaveImaged
 from monai.utils import convert_to_numpy
 
 from medseg.bundle.contract import BundleContract
+from medseg.instance.labels import instance_scores_of
 from medseg.io.case import CaseImage
 from medseg.io.resample import label_to_grid
 
@@ -30,6 +31,7 @@ class Prediction:
     names: dict[int, str]  # label value -> name (regions: region number -> name)
     regions: np.ndarray | None = None  # (R, *spatial) bool, one channel per (overlapping) region
     instances: np.ndarray | None = None  # (*spatial) instance ids, 0 = background
+    scores: dict[int, float] | None = None  # instance id -> detection score, where the bundle gives one
 
 
 class CaptureRegions:
@@ -106,6 +108,15 @@ def _as_labels(array: np.ndarray) -> np.ndarray:
     return values.astype(np.result_type(np.min_scalar_type(low), np.min_scalar_type(high)))
 
 
+def _scores(output: dict, instance_key: str) -> dict[int, float] | None:
+    """Each instance's score, from the key named like the instance key with ``scores`` for
+    ``instances`` (``MaskRCNNInferer`` split by ``SplitDimd``: ``pred_instances``, ``pred_scores``)."""
+    key = instance_key.replace("instances", "scores")
+    if key == instance_key or key not in output:
+        return None
+    return instance_scores_of(convert_to_numpy(output[instance_key]), convert_to_numpy(output[key]))
+
+
 def to_prediction(output: dict, saved: list[str], case: CaseImage, contract: BundleContract) -> Prediction:
     """The evaluator's output for one case (after postprocessing) as a ``Prediction``."""
     instance_key = next((k for k in saved if "instance" in k.lower()), None)
@@ -114,7 +125,8 @@ def to_prediction(output: dict, saved: list[str], case: CaseImage, contract: Bun
         others = [k for k in saved if k != instance_key and k in output]
         classes = _as_labels(_on_grid(output[others[0]], case, others[0])) if others else None
         names = contract.label_names() if classes is not None else {}
-        return Prediction("instances", classes, names, instances=instances.astype(np.int32))
+        scores = _scores(output, instance_key)
+        return Prediction("instances", classes, names, instances=instances.astype(np.int32), scores=scores)
     key = saved[0]
     regions = output.get(REGIONS_KEY)
     if regions is not None:

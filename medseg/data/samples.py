@@ -10,6 +10,11 @@ SAMPLES = Path(__file__).resolve().parent / "samples"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def sample_root() -> str:
+    """The folder holding every source's samples (bundle datalists give paths relative to it)."""
+    return sample_dir(".")
+
+
 def sample_dir(source: str = "totalsegmentator") -> str:
     """Folder of the samples taken from one source package (see ``data_manifests/``)."""
     folder = SAMPLES / source

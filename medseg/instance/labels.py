@@ -1,4 +1,4 @@
-"""One check for instance label images, used by every function that takes them."""
+"""One check for instance label images, used by every function that takes them, and per-instance values."""
 
 from __future__ import annotations
 
@@ -32,3 +32,18 @@ def check_instances(instances: np.ndarray, name: str = "instance mask") -> np.nd
     if array.size and array.min() < 0:
         raise InputError(f"{name} has negative label {array.min()}; expected ids >= 0 (0 = background)")
     return array
+
+
+def instance_scores_of(instances, scores) -> dict[int, float]:
+    """``{id: score}`` read off the inferer's instance and score channels (each ``(*S)`` or ``(1, *S)``).
+
+    Example:
+        >>> ids = np.array([[0, 1, 1], [2, 2, 0]]); s = np.array([[0, .9, .9], [.6, .6, 0]])
+        >>> instance_scores_of(ids, s)
+        {1: 0.9, 2: 0.6}
+    """
+    ids = np.rint(np.asarray(instances)).astype(np.int64).reshape(-1)
+    values = np.asarray(scores).reshape(-1)
+    found = ids > 0
+    unique, first = np.unique(ids[found], return_index=True)
+    return {int(i): float(v) for i, v in zip(unique, values[found][first], strict=True)}

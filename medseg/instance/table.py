@@ -23,13 +23,15 @@ def instance_table(
     classes: np.ndarray | None = None,
     names: dict[int, str] | None = None,
     unit: str = "mm",
+    scores: dict[int, float] | None = None,
 ) -> list[dict]:
     """Rows for each instance id > 0 of ``instances`` (2D or 3D, medseg's axis order).
 
     ``size`` is the area (2D, ``unit``^2) or volume (3D, ``unit``^3) from the geometry's spacing;
     ``class`` is the most frequent value of ``classes`` over the instance (None without a class map);
     ``bbox`` is ``[start..., stop...]`` in voxel indices (stop exclusive); ``centroid_world`` is
-    ``affine @ centroid_index``.
+    ``affine @ centroid_index``. With ``scores`` (``{id: score}``, e.g. Mask R-CNN's), each row
+    also has its ``score``.
 
     Example:
         >>> from medseg.io.geometry import Geometry
@@ -62,4 +64,6 @@ def instance_table(
                 "bbox": [int(b) for b in region.bbox],
             }
         )
+        if scores is not None:
+            rows[-1]["score"] = round(float(scores.get(int(region.label), float("nan"))), 4)
     return rows

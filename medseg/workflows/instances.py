@@ -17,19 +17,30 @@ from typing import Any
 import numpy as np
 from monai.utils import convert_to_numpy
 
+from medseg.instance.labels import instance_scores_of
 from medseg.io.atomic import atomic_path
+from medseg.metrics.detection import PerObject, mask_average_precision
 from medseg.metrics.instance import average_precision, match_dataset
+
+MAX_DETECTIONS = 1000
+"""COCO's cap of 100 detections per image would cap the recall on a field of a hundred nuclei."""
 
 
 def instance_scores(
-    true: Sequence[np.ndarray], pred: Sequence[np.ndarray], iou_threshold: float = 0.5
+    true: Sequence[np.ndarray],
+    pred: Sequence[np.ndarray],
+    iou_threshold: float = 0.5,
+    scores: Sequence[PerObject] | None = None,
 ) -> dict[str, float]:
     """Scores of predicted instance label images against true ones (0 = background).
 
     Returns:
         ``cell_iou`` (pixel IoU of foreground, pooled), ``precision``, ``recall``, ``f1``,
         ``ap`` (DSB/StarDist tp / (tp + fp + fn)) and ``panoptic_quality`` at ``iou_threshold``,
-        ``mean_ap`` over IoU 0.5:0.05:0.95, and the counts ``n_true``, ``n_pred``, ``tp``, ``fp``, ``fn``.
+        ``mean_ap`` over IoU 0.5:0.05:0.95, the counts ``n_true``, ``n_pred``, ``tp``, ``fp``, ``fn``,
+        and COCO's ``mask_ap``, ``mask_ap50``, ``mask_ap75`` (``medseg.metrics.detection``, up to
+        ``MAX_DETECTIONS`` per image) ranked by ``scores`` (per image ``{id: score}``); without
+        scores (a U-Net gives none) every object scores 1, so the curve has one operating point.
 
     Example:
         >>> t = np.zeros((8, 8), int); t[:4, :4] = 1
@@ -41,11 +52,17 @@ def instance_scores(
     inter = sum(int(np.count_nonzero((t > 0) & (p > 0))) for t, p in zip(true, pred, strict=True))
     union = sum(int(np.count_nonzero((t > 0) | (p > 0))) for t, p in zip(true, pred, strict=True))
     m = match_dataset(true, pred, iou_threshold)
+    if scores is None:
+        scores = [{int(i): 1.0 for i in np.unique(p) if i} for p in pred]
+    coco = mask_average_precision(true, pred, scores, max_detections=MAX_DETECTIONS)
     return {
         "cell_iou": inter / union if union else 1.0,
         **m.scores(),
         "ap": m.accuracy,
         "mean_ap": average_precision(true, pred)["mean_ap"],
+        "mask_ap": coco.ap,
+        "mask_ap50": coco.ap50,
+        "mask_ap75": coco.ap75,
     }
 
 
@@ -58,6 +75,8 @@ class InstanceMetricsHandler:
     Args:
         label_key: true instances.
         pred_key: predicted instances (e.g. from ``ClassesToInstancesd``).
+        score_key: each predicted instance's score on its voxels (``MaskRCNNInferer``'s third
+            channel); None: no scores (see ``instance_scores``).
         output_file: JSON file to write the scores to; None: only ``engine.state.metrics``.
         prefix: prepended to each score's name in ``engine.state.metrics`` and the file.
     """
@@ -68,11 +87,13 @@ class InstanceMetricsHandler:
         pred_key: str = "instances",
         output_file: str | None = None,
         prefix: str = "",
+        score_key: str | None = None,
     ) -> None:
-        self.label_key, self.pred_key = label_key, pred_key
+        self.label_key, self.pred_key, self.score_key = label_key, pred_key, score_key
         self.output_file, self.prefix = output_file, prefix
         self.true: list[np.ndarray] = []
         self.pred: list[np.ndarray] = []
+        self.scores: list[dict[int, float]] = []
 
     def attach(self, engine: Any) -> None:
         from ignite.engine import Events
@@ -82,16 +103,25 @@ class InstanceMetricsHandler:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.compute)
 
     def reset(self, engine: Any = None) -> None:
-        self.true, self.pred = [], []
+        self.true, self.pred, self.scores = [], [], []
 
     def collect(self, engine: Any) -> None:
         output = engine.state.output
         for item in output if isinstance(output, list) else [output]:
             self.true.append(convert_to_numpy(item[self.label_key])[0])
             self.pred.append(convert_to_numpy(item[self.pred_key])[0])
+            if self.score_key is not None:
+                self.scores.append(
+                    instance_scores_of(
+                        convert_to_numpy(item[self.pred_key]), convert_to_numpy(item[self.score_key])
+                    )
+                )
 
     def compute(self, engine: Any) -> dict[str, float]:
-        scores = {f"{self.prefix}{k}": v for k, v in instance_scores(self.true, self.pred).items()}
+        scores = {
+            f"{self.prefix}{k}": v
+            for k, v in instance_scores(self.true, self.pred, scores=self.scores or None).items()
+        }
         engine.state.metrics.update(scores)
         if self.output_file is not None:
             with atomic_path(self.output_file) as tmp:

@@ -130,7 +130,7 @@ def write_prediction(
             if pred.labels is not None:
                 files[f"classes ({fmt})"] = write_volume(out_dir / f"{stem}_classes{ext}", pred.labels, case)
         rows, table = (
-            instance_table(pred.instances, case.geometry, pred.labels, pred.names, unit=unit),
+            instance_table(pred.instances, case.geometry, pred.labels, pred.names, unit, pred.scores),
             "instances",
         )
         shown, shown_names = pred.instances, {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from monai.data import MetaTensor
 from torch import Tensor, nn
 
 from medseg.networks.mask_rcnn.backbone import ResNetFPN
@@ -57,6 +58,8 @@ class MaskRCNN(nn.Module):
         )  # fmt: skip
 
     def forward(self, images: Tensor, targets: list[dict] | None = None):
+        if isinstance(images, MetaTensor):  # its batched metadata cannot follow boxes and RoIs
+            images = images.as_tensor()
         features = self.backbone(images)
         proposals, rpn_losses = self.rpn(images, features, targets)
         detections, head_losses = self.roi_heads(features[:3], proposals, images.shape[2:], targets)
