@@ -100,10 +100,13 @@ class MaskRCNNInferer(Inferer):
     """Run a ``MaskRCNN`` on ``(B, C, *S)`` images and paste its detections into ``(B, 3, *S)``:
     instance ids (1.., by descending score), classes, and each instance's score on its voxels.
 
-    The images are padded at the far end to a multiple of ``size_divisible`` (so boxes keep their
-    coordinates); see ``detections_to_instances`` for ``score_threshold``, ``mask_threshold`` and
-    ``max_instances``. The output is a ``MetaTensor`` with the input's metadata, so ``SaveImaged``
-    writes it on the input's grid.
+    ``zoom`` (one factor per spatial axis, or one for all) runs the network on the image resized
+    by it (area averaging down, linear up), as a model trained on zoomed images needs; its boxes are
+    scaled back and the masks pasted at the input's full resolution. The images are padded at the
+    far end to a multiple of ``size_divisible`` (so boxes keep their coordinates); see
+    ``detections_to_instances`` for ``score_threshold``, ``mask_threshold`` and ``max_instances``.
+    The output is a ``MetaTensor`` with the input's metadata, so ``SaveImaged`` writes it on the
+    input's grid.
     """
 
     def __init__(
@@ -112,16 +115,21 @@ class MaskRCNNInferer(Inferer):
         mask_threshold: float = 0.5,
         max_instances: int | None = None,
         size_divisible: int = 16,
+        zoom: Sequence[float] | float | None = None,
     ) -> None:
         super().__init__()
         self.score_threshold, self.mask_threshold = score_threshold, mask_threshold
         self.max_instances, self.size_divisible = max_instances, size_divisible
+        self.zoom = zoom
 
     def __call__(self, inputs: Tensor, network: Any, *args: Any, **kwargs: Any) -> Tensor:
         shape = tuple(inputs.shape[2:])
-        padded = _pad_to_multiple(inputs, self.size_divisible)
+        images, factors = _zoomed(inputs, self.zoom)
+        padded = _pad_to_multiple(images, self.size_divisible)
         with torch.no_grad():
             detections = network(padded, *args, **kwargs)
+        if factors is not None:
+            detections = [dict(d, boxes=d["boxes"] * factors.to(d["boxes"])) for d in detections]
         maps = [self._paste(d, shape) for d in detections]
         out = torch.as_tensor(np.stack(maps), device=inputs.device)
         if isinstance(inputs, MetaTensor):
@@ -136,6 +144,23 @@ class MaskRCNNInferer(Inferer):
         )  # fmt: skip
         score_of = np.concatenate([[0.0], convert_to_numpy(detection["scores"])[kept]])
         return np.stack([instances, classes, score_of[instances]]).astype(np.float32)
+
+
+def _zoomed(images: Tensor, zoom) -> tuple[Tensor, Tensor | None]:
+    """``images`` resized by ``zoom`` (sizes rounded, at least 1) and the factors that take the
+    resized image's box coordinates back to the input's (per box corner, ``(2D,)``)."""
+    if zoom is None:
+        return images, None
+    shape = images.shape[2:]
+    zoom = [float(zoom)] * len(shape) if np.isscalar(zoom) else [float(z) for z in zoom]
+    size = [max(1, round(n * z)) for n, z in zip(shape, zoom, strict=True)]
+    if list(size) == list(shape):
+        return images, None
+    down = all(s <= n for s, n in zip(size, shape, strict=True))
+    mode = "area" if down else ("bilinear" if len(shape) == 2 else "trilinear")
+    resized = F.interpolate(images, size=size, mode=mode, **({} if down else {"align_corners": False}))
+    back = torch.tensor([n / s for n, s in zip(shape, size, strict=True)], dtype=torch.float32)
+    return resized, torch.cat([back, back])
 
 
 def _pad_to_multiple(images: Tensor, multiple: int) -> Tensor:

@@ -16,7 +16,13 @@ from medseg.bundle.locate import (
 )
 from medseg.errors import BundleError
 
-SHIPPED = ("abdomen_ct_segmentation", "nuclei_fluo_unet2d", "nuclei_fluo_unet3d")
+SHIPPED = (
+    "abdomen_ct_segmentation",
+    "nuclei3d_fluo_maskrcnn",
+    "nuclei_fluo_maskrcnn",
+    "nuclei_fluo_unet2d",
+    "nuclei_fluo_unet3d",
+)
 
 
 def user_dir(tmp_path, monkeypatch) -> Path:

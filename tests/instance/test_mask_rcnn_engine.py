@@ -137,3 +137,31 @@ def test_scores_reach_the_handler_and_the_table():
     rows = instance_table(pred, Geometry(np.eye(4)), scores={k: float(v) for k, v in scores.items()})
     assert {r["id"]: r["score"] for r in rows} == pytest.approx(scores)
     assert "score" not in instance_table(pred, Geometry(np.eye(4)))[0]
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_zoomed_inference_is_detection_at_the_coarse_scale_pasted_at_full_resolution(spatial_dims):
+    """An image made by repeating each voxel of ``coarse`` twice along the zoomed axes, run at zoom
+    0.5 there: the network sees ``coarse`` itself (area averaging undoes the repetition), so the
+    result is the coarse detections with their boxes doubled, pasted on the fine grid."""
+    torch.manual_seed(0)
+    coarse_shape = (40, 36) if spatial_dims == 2 else (20, 18, 16)
+    zoom = (0.5, 0.5) if spatial_dims == 2 else (0.5, 0.5, 1.0)
+    network = MaskRCNN(spatial_dims, score_threshold=0.0).eval()
+    coarse = torch.rand(1, 1, *coarse_shape)
+    fine = coarse
+    for axis, z in enumerate(zoom):
+        fine = fine.repeat_interleave(round(1 / z), dim=2 + axis)
+    out = MaskRCNNInferer(score_threshold=0.0, mask_threshold=0.45, zoom=zoom)(
+        fine, network
+    )  # random masks: ~0.49
+
+    pads = [p for n in reversed(coarse_shape) for p in (0, -n % 16)]
+    with torch.no_grad():
+        (det,) = network(F.pad(coarse, pads))
+    factors = torch.tensor([1 / z for z in zoom] * 2)
+    instances, _, kept = detections_to_instances(
+        det["boxes"] * factors, det["scores"], det["masks"], fine.shape[2:], det["labels"], 0.0, 0.45
+    )
+    assert len(kept) > 0
+    np.testing.assert_array_equal(out[0, 0].numpy(), instances)

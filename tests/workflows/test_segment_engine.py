@@ -80,3 +80,32 @@ def test_3d_nuclei_bundle_writes_instance_map_and_table(tmp_path):
         r["unit"] == "um^3" and r["size"] == pytest.approx(r["voxels"] * 0.26 * 0.26 * 0.5, rel=1e-3)
         for r in rows
     )
+
+
+@pytest.mark.parametrize(
+    ("bundle", "image_name", "source"),
+    [
+        ("nuclei_fluo_maskrcnn", "A9_p9d.tif", "bbbc007"),
+        ("nuclei3d_fluo_maskrcnn", "nuclei.tif", "nuclei_3d"),
+    ],
+)
+def test_mask_rcnn_bundles_write_instances_and_a_scored_table(tmp_path, bundle, image_name, source):
+    """A Mask R-CNN bundle's detections reach the user as `monai.bundle run` pastes them: the same
+    instance map, and a table whose `score` column is each instance's detection score."""
+    image = Path(sample_path(image_name, source))
+    if source == "nuclei_3d":  # a corner of the stack keeps the test short
+        image = tmp_path / "corner.tif"
+        tifffile.imwrite(image, tifffile.imread(sample_path(image_name, source))[:, :96, :96])
+    out = tmp_path / "out"
+    proc = medseg("segment", str(image), "--bundle", bundle, "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    written = tifffile.imread(out / image.stem / f"{image.stem}_instances.ome.tif")
+    reference = monai_instances(bundle, image, tmp_path / "monai")
+    np.testing.assert_array_equal(written, np.transpose(reference))
+    assert written.max() >= 2
+    check_table(out, image.stem, written)
+    score_map = np.transpose(np.asarray(nib.load(tmp_path / "monai" / f"{image.stem}_scores.nii.gz").dataobj))
+    rows = json.loads((out / image.stem / f"{image.stem}_instances.json").read_text())
+    for row in rows:
+        assert row["score"] == pytest.approx(float(score_map[written == row["id"]][0]), abs=1e-4)
+        assert 0.5 <= row["score"] <= 1.0  # the bundle's score threshold

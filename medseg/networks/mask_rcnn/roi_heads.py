@@ -99,6 +99,7 @@ class RoIHeads(nn.Module):
         num_classes: int,
         box_roi_size: int = 7,
         mask_roi_size: int = 14,
+        box_hidden: int = 256,
         fg_iou: float = 0.5,
         batch_per_image: int = 128,
         positive_fraction: float = 0.25,
@@ -110,7 +111,7 @@ class RoIHeads(nn.Module):
         self.spatial_dims, self.num_classes = spatial_dims, num_classes
         self.box_pool = PyramidRoIAlign(spatial_dims, strides, box_roi_size)
         self.mask_pool = PyramidRoIAlign(spatial_dims, strides, mask_roi_size)
-        self.box_head = BoxHead(spatial_dims, channels, box_roi_size, num_classes)
+        self.box_head = BoxHead(spatial_dims, channels, box_roi_size, num_classes, box_hidden)
         self.mask_head = MaskHead(spatial_dims, channels, num_classes)
         self.mask_size = (2 * mask_roi_size,) * spatial_dims
         self.coder = BoxCoder(weights=(10.0,) * spatial_dims + (5.0,) * spatial_dims)
