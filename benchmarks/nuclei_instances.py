@@ -98,7 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--bundle-dir", action="append", default=[], help="NAME=FOLDER[:PARTS]: another bundle")
+    parser.add_argument("--bundle-dir", action="append", default=[], help="NAME=FOLDER[:PARTS]: one more")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     methods = dict(METHODS)
