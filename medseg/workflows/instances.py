@@ -108,14 +108,11 @@ class InstanceMetricsHandler:
     def collect(self, engine: Any) -> None:
         output = engine.state.output
         for item in output if isinstance(output, list) else [output]:
+            pred = convert_to_numpy(item[self.pred_key])[0]
             self.true.append(convert_to_numpy(item[self.label_key])[0])
-            self.pred.append(convert_to_numpy(item[self.pred_key])[0])
+            self.pred.append(pred)
             if self.score_key is not None:
-                self.scores.append(
-                    instance_scores_of(
-                        convert_to_numpy(item[self.pred_key]), convert_to_numpy(item[self.score_key])
-                    )
-                )
+                self.scores.append(instance_scores_of(pred, convert_to_numpy(item[self.score_key])[0]))
 
     def compute(self, engine: Any) -> dict[str, float]:
         scores = {
