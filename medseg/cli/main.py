@@ -9,6 +9,8 @@ import sys
 import warnings
 
 from medseg.cli.bundle_cmd import add_bundle_parser
+from medseg.cli.data_cmd import add_data_parser
+from medseg.cli.evaluate_cmd import add_evaluate_parser
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -248,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="train", help="config name under configs/ (default: train)")
     p.set_defaults(func=_train)
 
+    add_evaluate_parser(sub)
+    add_data_parser(sub)
     add_bundle_parser(sub)
     return parser
 
