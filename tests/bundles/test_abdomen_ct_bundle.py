@@ -129,4 +129,6 @@ def test_metadata_labels_match_manifest():
     meta = json.loads((CONFIGS / "metadata.json").read_text())
     manifest = json.loads((REPO_ROOT / "data_manifests" / "totalsegmentator_samples.json").read_text())
     channel_def = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
-    assert channel_def == manifest["labels"]
+    # the bundle segments a subset of the dataset's label map (TotalSegmentator ids 1-7), same ids and names
+    assert channel_def == {key: manifest["labels"][key] for key in channel_def}
+    assert sorted(int(k) for k in channel_def) == list(range(8))

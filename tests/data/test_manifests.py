@@ -18,18 +18,22 @@ def sha256(path: Path) -> str:
 
 
 def test_manifest_checksums_match_shipped_files():
-    manifest = json.loads(Path(manifest_path("totalsegmentator_samples")).read_text())
-    folder = REPO_ROOT / manifest["files_dir"]
-    assert folder == Path(sample_dir("totalsegmentator"))
-    checked = 0
-    for section in ("training", "test", "mr", "benchmark"):
-        for case in manifest[section]:
+    """The CT and MR manifests together checksum every shipped file, SHA256SUMS agrees, and every NIfTI
+    image or label they name is in their sha256 map (the DICOM series by its files)."""
+    folder = Path(sample_dir("totalsegmentator"))
+    listed = dict(reversed(line.split()) for line in (folder / "SHA256SUMS").read_text().splitlines())
+    checked = {}
+    for name in ("totalsegmentator_samples", "totalsegmentator_mr"):
+        manifest = json.loads(Path(manifest_path(name)).read_text())
+        assert REPO_ROOT / manifest["files_dir"] == folder
+        for rel, expected in manifest["sha256"].items():
+            assert sha256(folder / rel) == expected == listed[rel], rel
+            checked[rel] = expected
+        for case in manifest["training"] + manifest["test"]:
             for key in ("image", "label"):
-                expected = case.get(f"sha256_{key}", "")
-                if len(expected) == 64:
-                    assert sha256(folder / case[key]) == expected, case[key]
-                    checked += 1
-    assert checked >= 6
+                if key in case and not (folder / case[key]).is_dir():
+                    assert case[key] in manifest["sha256"], case[key]
+    assert checked == listed  # 5 NIfTI files, 20 DICOM files, the benchmark CT
 
 
 def test_sha256sums_cover_every_dicom_file():
@@ -43,10 +47,11 @@ def test_sha256sums_cover_every_dicom_file():
 
 def test_benchmark_ct_reads_with_nibabel_geometry_at_1_5_mm():
     manifest = json.loads(Path(manifest_path("totalsegmentator_samples")).read_text())
-    (case,) = manifest["benchmark"]
+    (case,) = [c for c in manifest["test"] if c["case"] == "aorta"]
+    assert "label" not in case
     folder = Path(sample_dir("totalsegmentator"))
     listed = dict(reversed(line.split()) for line in (folder / "SHA256SUMS").read_text().splitlines())
-    assert listed[case["image"]] == case["sha256_image"]
+    assert listed[case["image"]] == manifest["sha256"][case["image"]]
     path = folder / case["image"]
     array, geometry = read_image(path)
     reference = nib.load(path)

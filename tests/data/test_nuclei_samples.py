@@ -36,7 +36,7 @@ def test_checksums_match_manifest_and_sha256sums(kind):
     (case,) = manifest["training"]
     for key in ("image", "label"):
         digest = sha256(folder / case[key])
-        assert digest == case[f"sha256_{key}"] == listed[case[key]], case[key]
+        assert digest == manifest["sha256"][case[key]] == listed[case[key]], case[key]
         assert (folder / case[key]).stat().st_size == case[f"bytes_{key}"]
     assert (folder / "LICENSE").read_text().startswith(("BSD 3-Clause", "\nCopyright"))
     assert manifest["source"]["version"] in (folder / "ATTRIBUTION.md").read_text()
