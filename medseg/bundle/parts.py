@@ -138,9 +138,16 @@ class BundleParts:
         if id_ is not None and f"{id_}#load_path" in self.parser:
             path = Path(str(self._parse(f"{id_}#load_path")))
         if not path.is_file():
-            raise BundleError(
-                f"bundle {self.where}: no weights at {path} (install the bundle with its models/)"
+            # A bundle may ship untrained (brain_tumor_mri_segmentation: no data to train it on
+            # here); say how to get weights rather than only that they are missing.
+            root = self.contract.root
+            how = (
+                f"train a copy of it first, e.g. cp -r {root} ./my_bundle; medseg train ./my_bundle "
+                f"dataset_dir=YOUR_DATA; then use --bundle ./my_bundle (see {root / 'docs' / 'README.md'})"
+                if any((root / "configs").glob("train.*"))
+                else "install the bundle with its models/ folder"
             )
+            raise BundleError(f"bundle {self.where} has no trained weights (no {path}): {how}")
         try:
             checkpoint = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as err:

@@ -23,6 +23,8 @@ SHIPPED = (
     "nuclei_fluo_unet2d",
     "nuclei_fluo_unet3d",
 )
+# Shipped on purpose without weights (no data to train them on here; their docs say how to train).
+SHIPPED_UNTRAINED = ("brain_tumor_mri_segmentation",)
 
 
 def user_dir(tmp_path, monkeypatch) -> Path:
@@ -33,9 +35,11 @@ def user_dir(tmp_path, monkeypatch) -> Path:
 
 def test_shipped_bundles_are_installed_with_their_weights():
     root = shipped_bundles_dir()
-    assert set(SHIPPED) <= set(bundle_names(root))
+    assert set(SHIPPED) | set(SHIPPED_UNTRAINED) <= set(bundle_names(root))
     for name in SHIPPED:
         assert (root / name / "models" / "model.pt").is_file()
+    for name in SHIPPED_UNTRAINED:
+        assert not (root / name / "models" / "model.pt").exists()
 
 
 def test_bare_name_never_resolves_to_a_folder_of_the_cwd(tmp_path, monkeypatch, user_dir):
