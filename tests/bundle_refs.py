@@ -58,6 +58,19 @@ def train_briefly(bundle: Path, tmp_path: Path, *extra: str) -> dict:
     return torch.load(tmp_path / "models" / "model.pt", map_location="cpu")
 
 
+def train_beside_shipped(bundle: Path, tmp_path: Path, *extra: str) -> dict:
+    """``train_briefly`` on a shipped bundle: the state dict it saved in ``tmp_path``, after checking
+    it has the shipped network's keys and that the shipped weights were not touched."""
+    import hashlib
+
+    shipped = bundle / "models" / "model.pt"
+    before = hashlib.sha256(shipped.read_bytes()).hexdigest()
+    state = train_briefly(bundle, tmp_path, *extra)
+    assert state.keys() == torch.load(shipped, map_location="cpu", weights_only=True).keys()
+    assert hashlib.sha256(shipped.read_bytes()).hexdigest() == before
+    return state
+
+
 def shipped_network(bundle: Path, net_in_out: bool = True):
     """The bundle's metadata checked by MONAI, and its inference config's parser and network with the
     shipped weights. ``verify_net_in_out`` checks channels and dtype only; an unpadded net's output

@@ -58,6 +58,19 @@ def paste_lesion(
     return image, label
 
 
+def erase_lesion(
+    image: np.ndarray, label: np.ndarray, fill: np.ndarray, sigma: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(image, label)`` with the lesion of ``label`` (dilated by one voxel) replaced by
+    ``fill`` (same shape as ``image``), mixed at its border by a Gaussian of ``sigma`` voxels, and
+    the label cleared there. Shows the model the lesion's surroundings without the lesion.
+    """
+    mask = ndimage.binary_dilation(label > 0).astype(np.float32)
+    weight = np.clip(ndimage.gaussian_filter(mask, sigma) if sigma > 0 else mask, 0.0, 1.0)
+    out = (weight * fill + (1 - weight) * image).astype(image.dtype)
+    return out, np.where(mask > 0, 0, label).astype(label.dtype)
+
+
 class RandLesionPasted(RandomizableTransform, MapTransform):
     """With probability ``prob``, paste 1 to ``max_count`` copies of the lesion of ``label_key``
     into the region ``region_key``.
@@ -65,6 +78,8 @@ class RandLesionPasted(RandomizableTransform, MapTransform):
     Each copy is flipped along random axes, scaled by a factor from ``scale_range`` (same on every
     axis, so its physical shape is kept on a resampled grid), shifted in intensity by an offset from
     ``offset_range`` and centred on a random voxel of the region. ``keys`` is the image (one channel).
+    With probability ``erase_prob`` the original lesion is first erased (``erase_lesion``), filled
+    with intensities drawn from the region, so its surroundings are also seen without it.
     Nothing happens where the label holds no lesion.
     """
 
@@ -77,13 +92,14 @@ class RandLesionPasted(RandomizableTransform, MapTransform):
         scale_range: tuple[float, float] = (0.2, 1.0),
         offset_range: tuple[float, float] = (0.0, 0.0),
         sigma: float = 1.0,
+        erase_prob: float = 0.0,
         prob: float = 0.5,
     ) -> None:
         MapTransform.__init__(self, keys)
         RandomizableTransform.__init__(self, prob)
         self.label_key, self.region_key = label_key, region_key
         self.max_count, self.scale_range = max_count, scale_range
-        self.offset_range, self.sigma = offset_range, sigma
+        self.offset_range, self.sigma, self.erase_prob = offset_range, sigma, erase_prob
 
     def _draw(self, region: np.ndarray, ndim: int) -> list[dict]:
         candidates = np.flatnonzero(region)
@@ -102,6 +118,15 @@ class RandLesionPasted(RandomizableTransform, MapTransform):
             )
         return draws
 
+    def _erase(self, image: np.ndarray, label: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``erase_lesion`` on the lesion's box (plus a margin), filled with ``values`` drawn at random."""
+        where = np.argwhere(label > 0)
+        box = tuple(slice(max(a - 4, 0), b + 5) for a, b in zip(where.min(0), where.max(0), strict=True))
+        fill = ndimage.gaussian_filter(self.R.choice(values, size=image[box].shape).astype(np.float32), 0.7)
+        image, label = image.copy(), label.copy()
+        image[box], label[box] = erase_lesion(image[box], label[box], fill, self.sigma)
+        return image, label
+
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         self.randomize(None)
@@ -110,11 +135,15 @@ class RandLesionPasted(RandomizableTransform, MapTransform):
         label = _numpy(d[self.label_key])[0]
         if not label.any():
             return d
+        region = _numpy(d[self.region_key])[0] > 0
+        erase = self.erase_prob > 0 and self.R.rand() < self.erase_prob  # no draw when off
         for key in self.key_iterator(d):
             image = _numpy(d[key])[0]
             lesion = lesion_crop(image, label)
             new_label = label
-            for draw in self._draw(_numpy(d[self.region_key])[0] > 0, image.ndim):
+            if erase and region.any():
+                image, new_label = self._erase(image, label, image[region])
+            for draw in self._draw(region, image.ndim):
                 flipped = tuple(np.flip(a, draw["flips"]) if draw["flips"] else a for a in lesion)
                 image, new_label = paste_lesion(
                     image, new_label, flipped, draw["centre"], draw["scale"], draw["offset"], self.sigma

@@ -7,9 +7,11 @@ import pytest
 import SimpleITK as sitk
 import torch
 from monai.data import MetaTensor
+from scipy import ndimage
 
 from medseg.data import sample_path
 from medseg.transforms import LungMaskd, RandLesionPasted, lung_mask, lung_region, paste_lesion
+from medseg.transforms.lesion_paste import erase_lesion
 
 
 def chest_phantom() -> tuple[np.ndarray, np.ndarray]:
@@ -118,3 +120,30 @@ def test_rand_lesion_paste_is_seeded_and_stays_in_the_region():
     empty = dict(data, label=torch.zeros_like(data["label"]))
     t = RandLesionPasted("image", prob=1.0)
     assert t(empty)["image"] is empty["image"]
+
+
+def test_erase_lesion_replaces_the_dilated_lesion_and_clears_its_label():
+    image, label = lesion_case()
+    fill = np.full(image.shape, -850.0, np.float32)
+    out_image, out_label = erase_lesion(image, label, fill, sigma=0)
+    grown = ndimage.binary_dilation(label > 0)
+    assert (out_image[grown] == -850.0).all() and (out_image[~grown] == image[~grown]).all()
+    assert not out_label.any()
+
+
+def test_rand_lesion_paste_can_erase_the_original_lesion():
+    image, label = lesion_case()
+    region = np.zeros(image.shape, np.uint8)
+    region[25:35, 25:35, 25:35] = 1
+    image[region > 0] = -850.0
+    data = {
+        "image": torch.as_tensor(image[None]),
+        "label": torch.as_tensor(label[None]),
+        "lung": region[None],
+    }
+    t = RandLesionPasted("image", scale_range=(0.5, 0.5), max_count=1, sigma=0, erase_prob=1.0, prob=1.0)
+    t.set_random_state(0)
+    out = t(data)
+    new_label, new_image = out["label"][0].numpy(), out["image"][0].numpy()
+    assert not new_label[label > 0].any() and new_label.any()  # the original gone, a copy elsewhere
+    assert (new_image[label > 0] == -850.0).all()  # filled with values drawn from the region
