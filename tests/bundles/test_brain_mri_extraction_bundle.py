@@ -40,6 +40,14 @@ def test_colin27_as_given_through_monai_bundle(tmp_path):
     assert found >= 0.90
     assert abs(found - REPORTED["colin27_dice"]) <= 0.02
 
+    # The bundle's own evaluation (evaluate.json) on the model's 2 mm grid agrees closely.
+    monai_bundle(
+        "run", "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'evaluate.json'}']",
+        "--bundle_root", str(BUNDLE), "--output_dir", str(tmp_path / "eval"),
+    )  # fmt: skip
+    ours = float((tmp_path / "eval" / "val_brain_dice_raw.csv").read_text().splitlines()[1].split(",")[1])
+    assert ours == pytest.approx(found, abs=0.02)
+
 
 @pytest.mark.slow
 def test_colin27_moved_rigidly_through_medseg_segment(tmp_path):
