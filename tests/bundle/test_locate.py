@@ -18,6 +18,8 @@ from medseg.errors import BundleError
 
 SHIPPED = (
     "abdomen_ct_segmentation",
+    "brain_mri_extraction",
+    "lung_tumor_ct_segmentation",
     "nuclei3d_fluo_maskrcnn",
     "nuclei_fluo_maskrcnn",
     "nuclei_fluo_unet2d",
