@@ -58,6 +58,16 @@ def train_briefly(bundle: Path, tmp_path: Path, *extra: str) -> dict:
     return torch.load(tmp_path / "models" / "model.pt", map_location="cpu")
 
 
+def bundle_evaluation(bundle: Path, out: Path, metric: str) -> float:
+    """The first case's ``metric`` as the bundle's own evaluate.json overlay (MetricsSaver) writes it."""
+    configs = bundle / "configs"
+    monai_bundle(
+        "run", "--config_file", f"['{configs / 'train.json'}','{configs / 'evaluate.json'}']",
+        "--bundle_root", str(bundle), "--output_dir", str(out),
+    )  # fmt: skip
+    return float((out / f"{metric}_raw.csv").read_text().splitlines()[1].split(",")[1])
+
+
 def train_beside_shipped(bundle: Path, tmp_path: Path, *extra: str) -> dict:
     """``train_briefly`` on a shipped bundle: the state dict it saved in ``tmp_path``, after checking
     it has the shipped network's keys and that the shipped weights were not touched."""

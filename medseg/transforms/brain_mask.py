@@ -13,8 +13,8 @@ from collections.abc import Hashable, Mapping
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.data import MetaTensor
 from monai.transforms import MapTransform
+from monai.utils import convert_to_dst_type, convert_to_numpy
 from scipy import ndimage
 
 
@@ -46,12 +46,7 @@ class BrainFromTissued(MapTransform):
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         maps = [d[key] for key in self.key_iterator(d)]
-        arrays = [
-            m[0].detach().cpu().numpy() if isinstance(m, torch.Tensor) else np.asarray(m)[0] for m in maps
-        ]
-        mask = torch.as_tensor(brain_from_tissue(*arrays, threshold=self.threshold, scale=self.scale)[None])
-        mask = mask.to(torch.uint8)
-        d[self.label_key] = (
-            MetaTensor(mask, meta=dict(maps[0].meta)) if isinstance(maps[0], MetaTensor) else mask
-        )
+        arrays = [convert_to_numpy(m)[0] for m in maps]
+        mask = brain_from_tissue(*arrays, threshold=self.threshold, scale=self.scale)[None].astype(np.uint8)
+        d[self.label_key] = convert_to_dst_type(mask, maps[0], dtype=torch.uint8)[0]
         return d

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
+from monai.utils import convert_to_dst_type, convert_to_numpy
 from scipy import ndimage
 
 
@@ -132,13 +133,13 @@ class RandLesionPasted(RandomizableTransform, MapTransform):
         self.randomize(None)
         if not self._do_transform:
             return d
-        label = _numpy(d[self.label_key])[0]
+        label = convert_to_numpy(d[self.label_key])[0]
         if not label.any():
             return d
-        region = _numpy(d[self.region_key])[0] > 0
+        region = convert_to_numpy(d[self.region_key])[0] > 0
         erase = self.erase_prob > 0 and self.R.rand() < self.erase_prob  # no draw when off
         for key in self.key_iterator(d):
-            image = _numpy(d[key])[0]
+            image = convert_to_numpy(d[key])[0]
             lesion = lesion_crop(image, label)
             new_label = label
             if erase and region.any():
@@ -148,19 +149,6 @@ class RandLesionPasted(RandomizableTransform, MapTransform):
                 image, new_label = paste_lesion(
                     image, new_label, flipped, draw["centre"], draw["scale"], draw["offset"], self.sigma
                 )
-            d[key] = _like(d[key], image)
-            d[self.label_key] = _like(d[self.label_key], new_label)
+            d[key] = convert_to_dst_type(image[None], d[key])[0]
+            d[self.label_key] = convert_to_dst_type(new_label[None], d[self.label_key])[0]
         return d
-
-
-def _numpy(value: np.ndarray | torch.Tensor) -> np.ndarray:
-    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-
-
-def _like(reference: np.ndarray | torch.Tensor, array: np.ndarray) -> np.ndarray | torch.Tensor:
-    """``array`` (spatial) as a ``(1, ...)`` value of the type of ``reference``, keeping its metadata."""
-    if isinstance(reference, torch.Tensor):
-        out = reference.clone()
-        out[0] = torch.as_tensor(array, dtype=reference.dtype)
-        return out
-    return array[None].astype(reference.dtype)

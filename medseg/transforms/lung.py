@@ -15,8 +15,8 @@ from collections.abc import Hashable, Mapping
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.data import MetaTensor
 from monai.transforms import MapTransform
+from monai.utils import convert_to_dst_type, convert_to_numpy
 from scipy import ndimage
 from skimage.segmentation import clear_border
 
@@ -47,17 +47,18 @@ def lung_mask(
     return np.isin(labels, keep)
 
 
-def lung_region(image: np.ndarray | torch.Tensor) -> np.ndarray:
-    """``select_fn`` for MONAI's ``CropForegroundd``: the lungs, or everything where none are found."""
-    array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    mask = lung_mask(array)
+def lung_region(image: np.ndarray | torch.Tensor, threshold: float = LUNG_THRESHOLD_HU) -> np.ndarray:
+    """The lungs, or everything where none are found: cropping to it never leaves an empty image
+    (MONAI's ``CropForegroundd`` crops an all-background mask to size 0)."""
+    array = convert_to_numpy(image)
+    mask = lung_mask(array, threshold)
     if not mask.any():
         mask = np.ones_like(mask)
     return mask[None] if array.ndim == 4 else mask
 
 
 class LungMaskd(MapTransform):
-    """Add ``mask_key``: the lung mask of ``keys`` (a CT in HU), a ``(1, ...)`` uint8 image on its grid."""
+    """Add ``mask_key``: ``lung_region`` of ``keys`` (a CT in HU), a ``(1, ...)`` uint8 image on its grid."""
 
     def __init__(
         self, keys: KeysCollection, mask_key: str = "lung", threshold: float = LUNG_THRESHOLD_HU
@@ -69,9 +70,6 @@ class LungMaskd(MapTransform):
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         for key in self.key_iterator(d):
-            image = d[key]
-            array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-            mask = torch.as_tensor(lung_mask(array, self.threshold)[None].astype(np.uint8))
-            is_meta = isinstance(image, MetaTensor)
-            d[self.mask_key] = MetaTensor(mask, meta=dict(image.meta)) if is_meta else mask
+            mask = lung_region(d[key][0], self.threshold)[None].astype(np.uint8)
+            d[self.mask_key] = convert_to_dst_type(mask, d[key], dtype=torch.uint8)[0]
         return d

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
+from monai.utils import convert_to_dst_type, convert_to_numpy
 from scipy import ndimage
 
 # T1-weighted intensity ranges relative to white matter (= 1): CSF, cortical bone, fatty marrow,
@@ -105,7 +106,7 @@ class HeadDistancesd(MapTransform):
         for key in self.key_iterator(d):
             mask = d[key]
             spacing = [float(s) for s in mask.pixdim] if hasattr(mask, "pixdim") else [1.0] * 3
-            d[self.distance_key] = torch.as_tensor(head_distances(_numpy(mask)[0] > 0, spacing))
+            d[self.distance_key] = torch.as_tensor(head_distances(convert_to_numpy(mask)[0] > 0, spacing))
         return d
 
 
@@ -149,10 +150,10 @@ class RandSyntheticHeadd(RandomizableTransform, MapTransform):
         self.randomize(None)
         if not self._do_transform:
             return d
-        brain = _numpy(d[self.label_key])[0] > 0
-        distances = _numpy(d[self.distance_key])
+        brain = convert_to_numpy(d[self.label_key])[0] > 0
+        distances = convert_to_numpy(d[self.distance_key])
         for key in self.key_iterator(d):
-            image = _numpy(d[key])[0].astype(np.float32)
+            image = convert_to_numpy(d[key])[0].astype(np.float32)
             draw = self._draw(image.shape)
             reference = np.percentile(image[brain], 95) if brain.any() else 1.0
             inside = draw["brain_scale"] * np.clip(image / max(reference, 1e-6), 0, None) ** draw["gamma"]
@@ -165,12 +166,5 @@ class RandSyntheticHeadd(RandomizableTransform, MapTransform):
                 draw["wobble"],
                 draw["tissue"],
             )
-            out = d[key].clone() if isinstance(d[key], torch.Tensor) else np.array(d[key], np.float32)
-            out = out.float() if isinstance(out, torch.Tensor) else out
-            out[0] = torch.as_tensor(head) if isinstance(out, torch.Tensor) else head
-            d[key] = out
+            d[key] = convert_to_dst_type(head[None], d[key], dtype=torch.float32)[0]
         return d
-
-
-def _numpy(value: np.ndarray | torch.Tensor) -> np.ndarray:
-    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)

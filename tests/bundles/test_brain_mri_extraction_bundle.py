@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 from brain_refs import MOVES, dice, rigid_move, template_mask_on
-from bundle_refs import medseg_cli, monai_bundle, shipped_network, train_beside_shipped
+from bundle_refs import bundle_evaluation, medseg_cli, monai_bundle, shipped_network, train_beside_shipped
 
 from medseg.data import REPO_ROOT, sample_path
 
@@ -41,11 +41,7 @@ def test_colin27_as_given_through_monai_bundle(tmp_path):
     assert abs(found - REPORTED["colin27_dice"]) <= 0.02
 
     # The bundle's own evaluation (evaluate.json) on the model's 2 mm grid agrees closely.
-    monai_bundle(
-        "run", "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'evaluate.json'}']",
-        "--bundle_root", str(BUNDLE), "--output_dir", str(tmp_path / "eval"),
-    )  # fmt: skip
-    ours = float((tmp_path / "eval" / "val_brain_dice_raw.csv").read_text().splitlines()[1].split(",")[1])
+    ours = bundle_evaluation(BUNDLE, tmp_path / "eval", "val_brain_dice")
     assert ours == pytest.approx(found, abs=0.02)
 
 

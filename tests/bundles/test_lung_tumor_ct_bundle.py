@@ -8,7 +8,7 @@ import json
 import pytest
 import SimpleITK as sitk
 import torch
-from bundle_refs import medseg_cli, monai_bundle, shipped_network, train_beside_shipped
+from bundle_refs import bundle_evaluation, medseg_cli, monai_bundle, shipped_network, train_beside_shipped
 
 from medseg.data import REPO_ROOT, sample_path
 
@@ -52,11 +52,7 @@ def test_heldout_lung1_dice_through_monai_bundle_and_medseg_segment(tmp_path):
 
     # The bundle's own evaluation (evaluate.json) scores lung1 on the model's 1.25 x 1.25 x 2.5 mm
     # grid: another grid, so close to the figure above but not equal to it.
-    monai_bundle(
-        "run", "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'evaluate.json'}']",
-        "--bundle_root", str(BUNDLE), "--output_dir", str(tmp_path / "eval"),
-    )  # fmt: skip
-    ours = float((tmp_path / "eval" / "val_tumor_dice_raw.csv").read_text().splitlines()[1].split(",")[1])
+    ours = bundle_evaluation(BUNDLE, tmp_path / "eval", "val_tumor_dice")
     assert ours == pytest.approx(via_monai, abs=0.05)
 
 

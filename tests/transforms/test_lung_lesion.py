@@ -147,3 +147,14 @@ def test_rand_lesion_paste_can_erase_the_original_lesion():
     new_label, new_image = out["label"][0].numpy(), out["image"][0].numpy()
     assert not new_label[label > 0].any() and new_label.any()  # the original gone, a copy elsewhere
     assert (new_image[label > 0] == -850.0).all()  # filled with values drawn from the region
+
+
+def test_lung_maskd_keeps_the_whole_scan_without_lungs():
+    """An abdomen CT (no enclosed air) is not cropped to nothing by the bundle's CropForegroundd."""
+    from monai.transforms import CropForegroundd
+
+    abdomen = MetaTensor(torch.full((1, 20, 20, 4), 40.0))
+    out = LungMaskd("image", mask_key="lung")({"image": abdomen})
+    assert out["lung"].all()
+    cropped = CropForegroundd(["image", "lung"], source_key="lung", margin=[8, 8, 4], allow_smaller=True)(out)
+    assert cropped["image"].shape == abdomen.shape
