@@ -53,7 +53,7 @@ def train_briefly(bundle: Path, tmp_path: Path, *extra: str) -> dict:
     monai_bundle(
         "run", "--config_file", str(bundle / "configs" / "train.json"), "--bundle_root", str(bundle),
         "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "eval"),
-        "--max_epochs", "1", "--epoch_length", "2", *extra,
+        "--log_dir", str(tmp_path / "logs"), "--max_epochs", "1", "--epoch_length", "2", *extra,
     )  # fmt: skip
     return torch.load(tmp_path / "models" / "model.pt", map_location="cpu")
 

@@ -142,8 +142,9 @@ class BundleParts:
             # here); say how to get weights rather than only that they are missing.
             root = self.contract.root
             how = (
-                f"train a copy of it first, e.g. cp -r {root} ./my_bundle; medseg train ./my_bundle "
-                f"dataset_dir=YOUR_DATA; then use --bundle ./my_bundle (see {root / 'docs' / 'README.md'})"
+                f"train it first: medseg train {root} dataset_dir=YOUR_DATA, then use its run folder "
+                f"(runs/{root.name}/<time>) or medseg bundle export it, as --bundle "
+                f"(see {root / 'docs' / 'README.md'})"
                 if any((root / "configs").glob("train.*"))
                 else "install the bundle with its models/ folder"
             )

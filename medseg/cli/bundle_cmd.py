@@ -1,4 +1,4 @@
-"""``medseg bundle ls|info|install|download``: parse, call ``medseg.bundle.catalog``, print."""
+"""``medseg bundle ls|info|install|download|export``: parse, call ``medseg.bundle.catalog``, print."""
 
 from __future__ import annotations
 
@@ -98,6 +98,12 @@ def _download(args: argparse.Namespace) -> None:
     print(f"downloaded and installed {folder}")
 
 
+def _export(args: argparse.Namespace) -> None:
+    from medseg.training.run_folder import export_run
+
+    print(f"exported {export_run(args.run, args.to, weights=args.weights)}")
+
+
 def add_bundle_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``medseg bundle ...`` to the ``medseg`` command's subparsers."""
     p = subparsers.add_parser("bundle", help="list, describe, install and download bundles")
@@ -116,3 +122,13 @@ def add_bundle_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--version", default=None, help="bundle version (default: the latest)")
     p.add_argument("--force", action="store_true", help="replace an installed bundle of the same name")
     p.set_defaults(func=_download)
+    p = sub.add_parser("export", help="make a bundle of a training run folder (configs, docs, weights)")
+    p.add_argument("run", help="run folder written by medseg train")
+    p.add_argument("--to", required=True, help="new bundle folder (must not exist)")
+    p.add_argument(
+        "--weights",
+        choices=("final", "best"),
+        default="final",
+        help="the final weights (default) or the best by validation (models/model_best.pt)",
+    )
+    p.set_defaults(func=_export)

@@ -11,6 +11,7 @@ import warnings
 from medseg.cli.bundle_cmd import add_bundle_parser
 from medseg.cli.data_cmd import add_data_parser
 from medseg.cli.evaluate_cmd import add_evaluate_parser
+from medseg.cli.train_cmd import add_train_parser
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -114,12 +115,6 @@ def _segment_one(args: argparse.Namespace, case) -> int:
     for row in result.stats if result.kind != "instances" else []:
         print(f"  {row['name']:<18}{row['volume_ml']:>10.1f} mL")
     return 0
-
-
-def _train(args: argparse.Namespace) -> None:
-    from medseg.workflows.train import train
-
-    train(args.bundle, args.overrides, config=args.config)
 
 
 def _dicom_ls(args: argparse.Namespace) -> None:
@@ -244,12 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_anonymize_options(p, anonymize=False)
     p.set_defaults(func=_dicom_anonymize)
 
-    p = sub.add_parser("train", help="train a bundle with its own train config")
-    p.add_argument("bundle", help="bundle name or folder")
-    p.add_argument("overrides", nargs="*", help="config overrides as key=value, e.g. max_epochs=2")
-    p.add_argument("--config", default="train", help="config name under configs/ (default: train)")
-    p.set_defaults(func=_train)
-
+    add_train_parser(sub)
     add_evaluate_parser(sub)
     add_data_parser(sub)
     add_bundle_parser(sub)
@@ -293,7 +283,14 @@ def _stop_on_sigterm() -> None:
 
 
 def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse stops filling ``overrides`` (nargs="*") at the first option: take the key=value
+    # pairs written after options (``medseg train B --out R max_epochs=2``) too.
+    if extra and args.command == "train" and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _stop_on_sigterm()
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s"

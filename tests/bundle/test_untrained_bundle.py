@@ -30,7 +30,7 @@ def test_segment_with_the_untrained_shipped_bundle_says_how_to_train_it(tmp_path
     assert message.startswith(
         f"bundle {UNTRAINED} has no trained weights (no {root / 'models' / 'model.pt'})"
     )
-    assert "medseg train ./my_bundle dataset_dir=" in message and str(root / "docs" / "README.md") in message
+    assert f"medseg train {root} dataset_dir=" in message and str(root / "docs" / "README.md") in message
     assert not (tmp_path / "out").exists()
 
 

@@ -46,6 +46,8 @@ def test_train_then_infer_through_monai_bundle(tiny_case, tmp_path):
         str(tiny_case / "datalist.json"),
         "--ckpt_dir",
         str(models),
+        "--log_dir",
+        str(tmp_path / "logs"),
         "--max_epochs",
         "2",
         "--epoch_length",

@@ -228,14 +228,21 @@ def test_train_config_converts_labels_and_channels(tmp_path, convention):
 
 @pytest.mark.slow
 def test_training_writes_checkpoints_into_bundle_models(trained, tmp_path):
-    """model.pt (best validation Dice, model zoo naming) and the last checkpoint with optimizer
-    state in bundle_root/models; the trained weights export with MONAI's ckpt_export."""
+    """Under MONAI's runner the model zoo convention holds: bundle_root/models gets model.pt (the
+    final weights), model_best.pt (best validation Dice) and a resumable checkpoint with optimizer,
+    scheduler, trainer counters and generator states; the weights export with MONAI's ckpt_export."""
     from monai.bundle import ckpt_export
 
     models = trained / "models"
-    checkpoint = torch.load(models / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=True)
-    assert {"model", "optimizer", "lr_scheduler"} <= set(checkpoint)
+    checkpoint = torch.load(
+        models / "checkpoints" / "checkpoint_it00000002.pt", map_location="cpu", weights_only=True
+    )
+    assert {"model", "optimizer", "lr_scheduler", "trainer", "rng"} <= set(checkpoint)
+    assert checkpoint["trainer"]["iteration"] == 2
     assert [s["step"] for s in checkpoint["optimizer"]["state"].values()][0] == 2  # two iterations ran
+    for name in ("model.pt", "model_best.pt"):
+        state = torch.load(models / name, map_location="cpu", weights_only=True)
+        assert state.keys() == checkpoint["model"].keys()
     configs = trained / "configs"
     ckpt_export(
         "network_def", filepath=str(tmp_path / "model.ts"), ckpt_file=str(models / "model.pt"),

@@ -1,0 +1,190 @@
+"""``medseg train`` end to end on the abdomen CT bundle: run folders, export, exact resume after a
+SIGKILL, and a real 2-process torchrun (gloo) against one process with the same global batch."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from medseg.bundle.locate import shipped_bundles_dir
+
+pytestmark = pytest.mark.slow
+BUNDLE = "abdomen_ct_segmentation"
+SHORT = ["max_epochs=2", "epoch_length=4", "checkpoint_interval=2", "val_interval=1"]
+HERE = Path(__file__).resolve().parent
+
+
+def medseg(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "medseg.cli.main", *args], capture_output=True, text=True, cwd=cwd,
+        timeout=600, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def tree_digest(folder: Path) -> dict[str, tuple[str, int]]:
+    return {
+        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def max_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, Path, dict]:
+    """An uninterrupted run in the default run folder (runs/<bundle>/<time>/ under the current
+    directory), with the shipped bundle's files digested before and after."""
+    cwd = tmp_path_factory.mktemp("train")
+    shipped = shipped_bundles_dir() / BUNDLE
+    before = tree_digest(shipped)
+    proc = medseg("train", BUNDLE, *SHORT, "num_workers=0", cwd=cwd)
+    assert tree_digest(shipped) == before  # not a byte or a timestamp of the bundle changed
+    (run,) = (cwd / "runs" / BUNDLE).iterdir()
+    assert f"run folder: runs/{BUNDLE}/{run.name}\n" in proc.stdout
+    return cwd, run, json.loads((run / "config_ran.json").read_text())
+
+
+def test_run_folder_holds_configs_weights_checkpoints_logs(finished):
+    _, run, ran = finished
+    assert run.name[:8].isdigit() and len(run.name) == len("20261130-071201")
+    for name in (
+        "configs/train.json",
+        "configs/inference.json",
+        "configs/multi_gpu_train.json",
+        "LICENSE",
+        "docs/README.md",
+        "models/model.pt",
+        "models/model_best.pt",
+        "logs/train.log",
+        "run.json",
+    ):
+        assert (run / name).is_file(), name
+    checkpoints = sorted(p.name for p in (run / "models" / "checkpoints").iterdir())
+    assert checkpoints == ["checkpoint_it00000006.pt", "checkpoint_it00000008.pt"]  # the last 2 of 4
+    last = weights(run / "models" / "checkpoints" / "checkpoint_it00000008.pt")
+    assert last["trainer"]["iteration"] == 8 and last["trainer"]["max_epochs"] == 2
+    assert max_difference(last["model"], weights(run / "models" / "model.pt")) == 0
+    assert last["checkpointer"]["best_metric"] is not None
+    assert ran["max_epochs"] == 2 and ran["checkpoint_interval"] == 2  # the overrides, as they ran
+    log = (run / "logs" / "train.log").read_text()
+    assert "Epoch[2] Complete" in log and "iteration 4/8 epoch 1/2 loss " in log and " it/s ETA " in log
+
+
+def test_report_gives_curves_best_metric_and_wall_time(finished):
+    _, run, _ = finished
+    report = json.loads((run / "logs" / "report" / "report.json").read_text())
+    last = weights(run / "models" / "checkpoints" / "checkpoint_it00000008.pt")
+    assert report["iterations"] == 8 and report["epochs"] == 2 and report["wall_time_s"] > 0
+    assert [v["epoch"] for v in report["validations"]] == [1, 2]  # val_interval=1
+    best = max(report["validations"], key=lambda v: v["val_mean_dice"])
+    assert report["best_metric"] == best["val_mean_dice"] == last["checkpointer"]["best_metric"]
+    assert report["best_epoch"] == best["epoch"]
+    assert (run / "logs" / "report" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((run / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_export_makes_a_clean_bundle(finished, tmp_path):
+    cwd, run, _ = finished
+    out = tmp_path / "my_bundle"
+    proc = medseg("bundle", "export", str(run), "--to", str(out), "--weights", "best", cwd=cwd)
+    assert proc.stdout.strip() == f"exported {out}"
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert "models/model.pt" in files and "configs/train.json" in files and "LICENSE" in files
+    run_only = ("logs", "models/checkpoints", "run.json", "config_ran", ".")
+    assert not [f for f in files if f.startswith(run_only)]
+    best = weights(run / "models" / "model_best.pt")
+    assert max_difference(weights(out / "models" / "model.pt"), best) == 0
+    info = medseg("bundle", "info", str(out), cwd=cwd).stdout
+    assert "model.pt (present)" in info
+    again = subprocess.run(
+        [sys.executable, "-m", "medseg.cli.main", "bundle", "export", str(run), "--to", str(out)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert again.returncode == 2 and f"{out}: exists" in again.stderr
+
+
+def test_sigkill_mid_epoch_then_resume_is_bit_exact(finished, tmp_path):
+    """Killed (SIGKILL, no clean-up) after the mid-epoch checkpoint at iteration 2, with two loader
+    workers where the reference had none, then resumed: the same final weights, bit for bit."""
+    _, reference_run, _ = finished
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "medseg.cli.main", "train", BUNDLE, "--out", str(run), *SHORT]
+    cmd.append("num_workers=2")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    first = run / "models" / "checkpoints" / "checkpoint_it00000002.pt"
+    deadline = time.time() + 300
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert first.exists() and not (run / "models" / "model.pt").exists()
+    resumed = medseg("train", BUNDLE, "--out", str(run), "--resume", *SHORT, "num_workers=2", cwd=tmp_path)
+    assert f"run folder: {run} (resumed)" in resumed.stdout
+    log = (run / "logs" / "train.log").read_text()
+    resumed_at = [line for line in log.splitlines() if "resumed from checkpoint_it" in line]
+    assert len(resumed_at) == 1 and " at iteration " in resumed_at[0]
+    iteration = int(resumed_at[0].split(" at iteration ")[1].split()[0])
+    assert iteration % 4 != 0, "the kill must land inside an epoch for this test to mean anything"
+    final, reference = weights(run / "models" / "model.pt"), weights(reference_run / "models" / "model.pt")
+    assert all(torch.equal(final[k], reference[k]) for k in reference)
+    report = json.loads((run / "logs" / "report" / "report.json").read_text())
+    assert report["iterations"] == 8 and len(report["validations"]) == 2  # the whole run, both sessions
+
+
+def _probe_overrides(probe: Path) -> dict:
+    """fp32 SGD (Adam's first steps are sign(g) * lr, so rounding-level gradient differences near
+    zero would flip whole steps), DiceCE averaged per sample (batch=False: a batch's loss is then
+    the mean of its halves'), and a handler writing each rank's weight digest after every step."""
+    imports = json.loads((shipped_bundles_dir() / BUNDLE / "configs" / "train.json").read_text())["imports"]
+    return {
+        "max_epochs": 1, "epoch_length": 3, "val_interval": 5, "num_workers": 0, "loss#batch": False,
+        "train#inferer#enabled": False,
+        "optimizer": {"_target_": "torch.optim.SGD", "params": "$@network.parameters()", "lr": 0.1},
+        "imports": [*imports, "$import ddp_probe"],
+        "train#trainer#train_handlers": f"$@train#handlers + [ddp_probe.WeightDigest('{probe}')]",
+    }  # fmt: skip
+
+
+def _train(out: Path, overrides: dict, **kwargs) -> dict[str, torch.Tensor]:
+    from medseg.workflows.train import train
+
+    train(BUNDLE, overrides, out=out, **kwargs)
+    return weights(out / "models" / "model.pt")
+
+
+def test_torchrun_two_processes_match_one_process_with_the_same_global_batch(tmp_path, monkeypatch):
+    """`medseg train --nproc-per-node 2` starts torchrun (gloo on CPU): both ranks hold the same
+    weights after every step, and 3 steps of 2 ranks x 1 item end within 1e-5 of one process with
+    batches of 2 items; one process with batches of 1 (half the data) ends far from both."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    probes = {name: tmp_path / f"probe_{name}" for name in ("ddp", "single", "half")}
+    for folder in probes.values():
+        folder.mkdir()
+    ddp = _train(tmp_path / "ddp", _probe_overrides(probes["ddp"]), nproc_per_node=2)
+    doubled = {**_probe_overrides(probes["single"]), "train#sampler#batch_size": 2}
+    single = _train(tmp_path / "single", doubled)
+    half = _train(tmp_path / "half", _probe_overrides(probes["half"]))
+    ranks = [(probes["ddp"] / f"rank{r}.txt").read_text().split("\n") for r in (0, 1)]
+    assert ranks[0] == ranks[1] and len([line for line in ranks[0] if line]) == 3
+    difference = max_difference(ddp, single)
+    assert difference < 1e-5
+    assert max_difference(half, single) > 100 * max(difference, 1e-7)
