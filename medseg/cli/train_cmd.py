@@ -17,6 +17,9 @@ def _train(args: argparse.Namespace) -> None:
         nproc_per_node=args.nproc_per_node,
         nnodes=args.nnodes,
         rdzv_endpoint=args.rdzv_endpoint,
+        init=args.init,
+        freeze=args.freeze,
+        freeze_pattern=args.freeze_pattern,
     )
     print(f"run folder: {run.run_dir}{' (resumed)' if run.resumed else ''}")
     for name in ("model.pt", "model_best.pt"):
@@ -42,4 +45,16 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--nproc-per-node", type=int, default=1, help="processes (GPUs) per machine (torchrun)")
     p.add_argument("--nnodes", type=int, default=1, help="machines (torchrun; needs --rdzv-endpoint, --out)")
     p.add_argument("--rdzv-endpoint", default=None, help="HOST:PORT of the rendezvous, same on every machine")
+    p.add_argument(
+        "--init",
+        default=None,
+        help="start from these weights: a .pt file, a bundle (name or folder) or a run folder; the "
+        "tensors whose name and shape fit are loaded, the others listed",
+    )
+    p.add_argument("--freeze", type=int, default=0, help="hold the loaded weights still for N iterations")
+    p.add_argument(
+        "--freeze-pattern",
+        default=None,
+        help="freeze only loaded parameters matching this regular expression",
+    )
     p.set_defaults(func=_train)

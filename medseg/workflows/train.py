@@ -51,6 +51,7 @@ def prepare_run(
     out: PathLike | None = None,
     resume: bool = False,
     runs_dir: PathLike = "runs",
+    init: dict[str, Any] | None = None,
 ) -> TrainRun:
     """A new run folder, or with ``resume`` the run to continue (``out``, else the bundle's latest
     under ``runs_dir``; neither there: a new one). Records what to run in its ``run.json``."""
@@ -69,7 +70,7 @@ def prepare_run(
         run_dir = existing
     else:
         run_dir = run_folder.new_run(bundle_dir, out, runs_dir)
-        record = {"bundle": str(bundle_dir), "config": config, "overrides": overrides}
+        record = {"bundle": str(bundle_dir), "config": config, "overrides": overrides, "init": init}
     record["medseg_version"] = _version()
     run_folder.write_run(run_dir, record)
     return TrainRun(run_dir=run_dir, resumed=existing is not None)
@@ -85,8 +86,15 @@ def train(
     nnodes: int = 1,
     rdzv_endpoint: str | None = None,
     runs_dir: PathLike = "runs",
+    init: PathLike | None = None,
+    freeze: int = 0,
+    freeze_pattern: str | None = None,
 ) -> TrainRun:
-    """Train ``bundle`` in a run folder (see ``prepare_run``); returns where."""
+    """Train ``bundle`` in a run folder (see ``prepare_run``); returns where.
+
+    ``init``: start from another model's weights (a ``.pt`` file, a bundle, a run folder), loading
+    the tensors that fit; ``freeze``: hold those still for the first iterations (``FreezeLoaded``).
+    """
     values = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides or {})
     if nnodes > 1:
         if out is None:
@@ -95,7 +103,18 @@ def train(
             )
         # Every node prepares the same folder; the ones that come after join it.
         resume = resume or (Path(out) / run_folder.RUN_FILE).is_file()
-    run = prepare_run(bundle, values, config, out, resume, runs_dir)
+    start = None
+    if init is not None:
+        from medseg.training.finetune import weights_path
+
+        start = {
+            "source": str(weights_path(init).resolve()),
+            "freeze": freeze,
+            "freeze_pattern": freeze_pattern,
+        }
+    elif freeze:
+        raise BundleError("--freeze needs --init: it holds the loaded weights still")
+    run = prepare_run(bundle, values, config, out, resume, runs_dir, init=start)
     if nproc_per_node * nnodes > 1:
         config_file(run.run_dir, MULTI_GPU)
         _torchrun(run.run_dir, nproc_per_node, nnodes, rdzv_endpoint)
@@ -119,6 +138,8 @@ def run_in_folder(run_dir: PathLike) -> None:
         if rank == 0:
             # After the bundle's logging.conf, which replaces the root logger's handlers.
             log = _log_to_file(run_dir / "logs" / "train.log")
+        if record.get("init"):
+            _start_from(workflow.parser, record["init"])
             from medseg.io.atomic import atomic_path
 
             with atomic_path(run_dir / "config_ran.json") as tmp:
@@ -131,6 +152,21 @@ def run_in_folder(run_dir: PathLike) -> None:
         if log is not None:
             logging.getLogger().removeHandler(log)
             log.close()
+
+
+def _start_from(parser: Any, init: dict[str, Any]) -> None:
+    """Load the init weights into the bundle's ``network`` (a resumed run's checkpoint replaces
+    them when the trainer starts) and attach the freeze to ``train#trainer``."""
+    from medseg.training.finetune import FreezeLoaded, init_weights
+
+    for key in ("network", "train#trainer"):
+        if key not in parser:
+            raise BundleError(f"--init needs the bundle config to define {key!r} (model zoo naming)")
+    network = parser.get_parsed_content("network")
+    report = init_weights(network, init["source"])  # logs what it loaded and what not
+    if init.get("freeze"):
+        freezer = FreezeLoaded(network, report.loaded, init["freeze"], init.get("freeze_pattern"))
+        freezer.attach(parser.get_parsed_content("train#trainer"))
 
 
 def _torchrun(run_dir: Path, nproc_per_node: int, nnodes: int, rdzv_endpoint: str | None) -> None:

@@ -188,3 +188,45 @@ def test_torchrun_two_processes_match_one_process_with_the_same_global_batch(tmp
     difference = max_difference(ddp, single)
     assert difference < 1e-5
     assert max_difference(half, single) > 100 * max(difference, 1e-7)
+
+
+def test_init_from_the_shipped_bundle_with_new_labels_and_a_frozen_start(tmp_path):
+    """Fine-tuning to 3 organs from the shipped 7-organ weights: every tensor but the output
+    layer's comes from the shipped file; those stay equal to it for the 2 frozen iterations and
+    move at the third, while the new output layer trains from the first."""
+    shipped = weights(shipped_bundles_dir() / BUNDLE / "models" / "model.pt")
+    run = tmp_path / "finetune"
+    proc = medseg(
+        "train", BUNDLE, "--out", str(run), "--init", BUNDLE, "--freeze", "2", "max_epochs=1",
+        "epoch_length=3", "checkpoint_interval=1", "keep_checkpoints=3", "val_interval=5", "num_workers=0",
+        "organ_ids=[1,2,3]", "num_classes=4", "train#random_transforms#0#ratios=[1,1,1,1]", cwd=tmp_path,
+    )  # fmt: skip
+    steps = [
+        weights(run / "models" / "checkpoints" / f"checkpoint_it0000000{i}.pt")["model"] for i in (1, 2, 3)
+    ]
+    fits = sorted(k for k in steps[0] if k in shipped and shipped[k].shape == steps[0][k].shape)
+    new = sorted(set(steps[0]) - set(fits))
+    assert new and len(fits) > 10
+    assert f"loaded {len(fits)} of {len(steps[0])} tensors; new (not in the source, or another shape): " in (
+        proc.stderr + proc.stdout
+    )
+    for step in steps[:2]:
+        assert all(torch.equal(step[k], shipped[k]) for k in fits)
+    assert not any(torch.equal(steps[2][k], shipped[k]) for k in fits if k.endswith("weight"))
+    initial = steps[0]  # the new layer has already had one step: compare it across steps instead
+    assert not torch.equal(initial[new[0]], steps[2][new[0]])
+
+
+def test_init_refuses_what_does_not_fit_or_does_not_exist(tmp_path):
+    from medseg.errors import BundleError
+    from medseg.workflows.train import train
+
+    with pytest.raises(BundleError, match="--init nowhere/model.pt: no such file or folder"):
+        train(BUNDLE, {}, out=tmp_path / "a", init="nowhere/model.pt")
+    other = tmp_path / "other.pt"
+    torch.save({"unrelated.weight": torch.ones(3)}, other)
+    with pytest.raises(BundleError, match="none of its tensors fit"):
+        train(BUNDLE, {"max_epochs": 1, "epoch_length": 1, "num_workers": 0}, out=tmp_path / "b", init=other)
+    with pytest.raises(BundleError, match="--freeze needs --init"):
+        train(BUNDLE, {}, out=tmp_path / "c", freeze=3)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
