@@ -14,11 +14,18 @@ from medseg.training.distributed import (
     unwrap,
     wrap_ddp,
 )
+from medseg.training.finetune import FreezeLoaded, init_weights
+from medseg.training.options import EarlyStop, GradientClip, seed_run
 from medseg.training.report import TrainingReport
 from medseg.training.rng import RNGStates, seed_everything, step_seed
 from medseg.training.sampler import SeededBatchSampler, SeededDataset
 
 __all__ = [
+    "EarlyStop",
+    "FreezeLoaded",
+    "GradientClip",
+    "init_weights",
+    "seed_run",
     "CheckpointError",
     "Checkpointer",
     "RNGStates",

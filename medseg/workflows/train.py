@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from medseg.errors import BundleError
+from medseg.io.atomic import atomic_path
 from medseg.training import run_folder
 from medseg.typing import PathLike
 from medseg.workflows.bundles import config_file, find_bundle, load_bundle
@@ -138,12 +139,10 @@ def run_in_folder(run_dir: PathLike) -> None:
         if rank == 0:
             # After the bundle's logging.conf, which replaces the root logger's handlers.
             log = _log_to_file(run_dir / "logs" / "train.log")
-        if record.get("init"):
-            _start_from(workflow.parser, record["init"])
-            from medseg.io.atomic import atomic_path
-
             with atomic_path(run_dir / "config_ran.json") as tmp:
                 tmp.write_text(json.dumps(workflow.parser.get(), indent=2, default=str) + "\n")
+        if record.get("init"):
+            _start_from(workflow.parser, record["init"])
         try:
             workflow.run()
         finally:
