@@ -4,6 +4,7 @@ Wired into the bundles' ``train.json`` (``Checkpointer``, ``SeededBatchSampler``
 and their ``multi_gpu_train.json`` overlays (``init_distributed``, ``wrap_ddp``, ``local_device``).
 """
 
+from medseg.training.cache import cached_dataset
 from medseg.training.checkpoint import Checkpointer, CheckpointError, latest_checkpoint, load_checkpoint
 from medseg.training.distributed import (
     destroy_distributed,
@@ -29,6 +30,7 @@ __all__ = [
     "CheckpointError",
     "Checkpointer",
     "RNGStates",
+    "cached_dataset",
     "SeededBatchSampler",
     "SeededDataset",
     "TrainingReport",
