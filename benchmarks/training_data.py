@@ -18,6 +18,8 @@ rate, in one run, on the bundle as shipped (sample CT case A, 3 mm, CacheDataset
 from __future__ import annotations
 
 import argparse
+import shutil
+import tempfile
 import time
 
 import torch
@@ -64,12 +66,16 @@ def step_rate(p: ConfigParser, batch: dict, steps: int) -> float:
 
 
 def trainer_rate(iterations: int) -> float:
-    # validation and checkpoints off: only the training loop is timed
-    p = parser(max_epochs=1, epoch_length=iterations + 3, val_interval=10**6, checkpoint_interval=10**6)
+    # validation and interval checkpoints off: only the training loop is timed; what the trainer
+    # writes at the end (model.pt, report) goes to a temporary folder, never the shipped bundle
+    out = tempfile.mkdtemp(prefix="medseg-bench-")
+    p = parser(max_epochs=1, epoch_length=iterations + 3, val_interval=10**6, checkpoint_interval=10**6,
+               ckpt_dir=f"{out}/models", log_dir=f"{out}/logs")  # fmt: skip
     trainer = p.get_parsed_content("train#trainer")
     times = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: times.append(time.perf_counter()))
     trainer.run()
+    shutil.rmtree(out, ignore_errors=True)
     return iterations / (times[-1] - times[2])
 
 

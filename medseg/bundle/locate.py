@@ -144,3 +144,15 @@ def _unknown_name(name: str) -> str:
         f"unknown bundle {name!r}: shipped: {shipped}; in {user_dir}: {user}. Install one with "
         f"`medseg bundle install FOLDER_OR_ZIP` or `medseg bundle download NAME`{local}"
     )
+
+
+def refuse_shipped(path: PathLike, what: str) -> None:
+    """Training never writes into the bundles installed with medseg: refuse ``path`` (where
+    ``what`` would go) if it lies inside them, before anything is written."""
+    root = shipped_bundles_dir().resolve()
+    target = Path(path).resolve()
+    if target == root or root in target.parents:
+        raise BundleError(
+            f"{path}: inside medseg's shipped bundles ({root}); {what} would change an installed "
+            "bundle: use medseg train (it writes a run folder), or train a copy (cp -r) of the bundle"
+        )

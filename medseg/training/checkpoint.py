@@ -10,7 +10,10 @@ One ``Checkpointer`` handler on the trainer:
 - with ``resume``, the latest checkpoint is loaded when the trainer starts (a run without one starts
   from scratch, so a job script can always pass it), and the data stream moves to that step;
 - every iteration starts from generators seeded by ``seed``, the step and the rank, so the step's
-  randomness (dropout, anything the network draws) does not depend on what ran before.
+  randomness (dropout, anything the network draws) does not depend on what ran before;
+- SIGTERM (a scheduler pre-empting the job, ``kill``) lets the current iteration finish, saves a
+  checkpoint and ends the run without its end-of-training outputs, marking the trainer's state
+  (``stopped_by = "SIGTERM"``): nothing done is lost.
 
 Only rank 0 writes; every rank loads. Files are written next to their target and renamed into
 place (``medseg.io.atomic``). MONAI's ``CheckpointSaver`` (checked) writes non-atomically, saves no
@@ -22,6 +25,8 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +97,8 @@ class Checkpointer:
         self.best_iteration = -1
         self.resumed_from: Path | None = None
         self._last_saved = -1
+        self._sigterm = False
+        self._previous_sigterm: Any = signal.SIG_DFL
 
     def attach(self, engine: Any) -> None:
         from ignite.engine import Events
@@ -130,10 +137,18 @@ class Checkpointer:
     def start(self, engine: Any) -> None:
         from ignite.engine import Events
 
+        from medseg.bundle.locate import refuse_shipped
+
+        refuse_shipped(self.save_dir, "checkpoints and weights")
         # A save at the end of an epoch waits for that epoch's other handlers (LR step,
         # validation): registered now, after every handler the trainer attached, it runs last.
         if not engine.has_event_handler(self.save_epoch_end, Events.EPOCH_COMPLETED):
             engine.add_event_handler(Events.EPOCH_COMPLETED, self.save_epoch_end)
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+            for event in (Events.COMPLETED, Events.TERMINATE, Events.EXCEPTION_RAISED):
+                if not engine.has_event_handler(self._restore_sigterm, event):
+                    engine.add_event_handler(event, self._restore_sigterm)
         if self.resume:
             self.load_latest(engine)
         sampler = getattr(engine.data_loader, "batch_sampler", None)
@@ -143,13 +158,34 @@ class Checkpointer:
     def seed_step(self, engine: Any) -> None:
         seed_everything(step_seed(self.seed, engine.state.iteration, rank_and_world()[0]))
 
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self._sigterm = True
+
+    def _restore_sigterm(self, engine: Any, *_: Any) -> None:
+        signal.signal(signal.SIGTERM, self._previous_sigterm)
+
     def save_mid_epoch(self, engine: Any) -> None:
-        if engine.state.iteration % self.interval == 0 and engine.state.iteration % engine.state.epoch_length:
+        if engine.state.iteration % engine.state.epoch_length == 0:
+            return  # the epoch's other handlers run first: see save_epoch_end
+        if self._sigterm:
+            self._stop(engine)
+        elif engine.state.iteration % self.interval == 0:
             self.save_latest(engine)
 
     def save_epoch_end(self, engine: Any) -> None:
-        if engine.state.iteration % self.interval == 0:
+        if self._sigterm:
+            self._stop(engine)
+        elif engine.state.iteration % self.interval == 0:
             self.save_latest(engine)
+
+    def _stop(self, engine: Any) -> None:
+        # Not an exception: one raised through the bundle's "$...run()" expression (Python's eval)
+        # makes CPython end the process with SIGINT even after the caller handled it.
+        self.save_latest(engine)
+        logger.info("SIGTERM: stopped at iteration %d with a checkpoint; continue with resume",
+                    engine.state.iteration)  # fmt: skip
+        engine.state.stopped_by = "SIGTERM"
+        engine.terminate(skip_completed=True)
 
     def save_latest(self, engine: Any) -> None:
         self._last_saved = engine.state.iteration

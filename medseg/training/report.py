@@ -70,6 +70,11 @@ class TrainingReport:
     def attach(self, engine: Any) -> None:
         from ignite.engine import Events
 
+        from medseg.bundle.locate import refuse_shipped
+
+        for folder in (self.out_dir, self.tensorboard_dir):
+            if folder is not None:
+                refuse_shipped(folder, "the training report")
         self.engine = engine
         engine.add_event_handler(Events.STARTED, self._start)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)

@@ -147,6 +147,9 @@ def run_in_folder(run_dir: PathLike) -> None:
             workflow.run()
         finally:
             workflow.finalize()
+        trainer = workflow.parser.get_parsed_content("train#trainer")
+        if getattr(trainer.state, "stopped_by", None) == "SIGTERM":
+            raise KeyboardInterrupt("SIGTERM")  # the checkpoint is written; the CLI exits 130
     finally:
         if log is not None:
             logging.getLogger().removeHandler(log)

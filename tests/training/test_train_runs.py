@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -230,3 +231,105 @@ def test_init_refuses_what_does_not_fit_or_does_not_exist(tmp_path):
     with pytest.raises(BundleError, match="--freeze needs --init"):
         train(BUNDLE, {}, out=tmp_path / "c", freeze=3)
     assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+
+
+TAG_AS_GPU = """
+import sys, torch
+# PyTorch's own serialization registry: every storage is written with the location tag a GPU run
+# writes ("cuda:0"), so the file loads on a CPU-only machine only through map_location.
+torch.serialization.register_package(0, lambda storage: "cuda:0", lambda storage, location: None)
+state = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
+torch.save(state, sys.argv[2])
+"""
+
+
+def as_if_saved_on_gpu(src: Path, dst: Path) -> None:
+    subprocess.run([sys.executable, "-c", TAG_AS_GPU, str(src), str(dst)], check=True)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(dst, weights_only=True)  # what a loader without map_location meets
+
+
+def test_gpu_written_checkpoints_and_weights_load_on_cpu(finished, tmp_path):
+    """A run whose last checkpoint was written on a GPU resumes on this CPU to the same final
+    weights; GPU-written weights load through medseg segment's engine and the bundle's own
+    inference config (MONAI's CheckpointLoader with map_location)."""
+    from ignite.engine import Engine
+    from monai.bundle import ConfigParser
+
+    from medseg.bundle.engine import BundleEngine
+
+    _, reference_run, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(reference_run, run)
+    checkpoints = run / "models" / "checkpoints"
+    (checkpoints / "checkpoint_it00000008.pt").unlink()
+    (run / "models" / "model.pt").unlink()
+    as_if_saved_on_gpu(checkpoints / "checkpoint_it00000006.pt", checkpoints / "checkpoint_it00000006.pt")
+    medseg("train", BUNDLE, "--out", str(run), "--resume", cwd=tmp_path)
+    final, reference = weights(run / "models" / "model.pt"), weights(reference_run / "models" / "model.pt")
+    assert all(torch.equal(final[k], reference[k]) for k in reference)
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(shipped_bundles_dir() / BUNDLE, bundle, ignore=shutil.ignore_patterns("model.pt"))
+    shipped = weights(shipped_bundles_dir() / BUNDLE / "models" / "model.pt")
+    as_if_saved_on_gpu(shipped_bundles_dir() / BUNDLE / "models" / "model.pt", bundle / "models" / "model.pt")
+    engine = BundleEngine(bundle, device="cpu")
+    assert all(torch.equal(engine.parts.network.state_dict()[k], shipped[k]) for k in shipped)
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    parser.update({"bundle_root": str(bundle), "device": "$torch.device('cpu')"})
+    loader, network = parser.get_parsed_content("handlers#0"), parser.get_parsed_content("network")
+    loader(Engine(lambda e, b: None))
+    assert all(torch.equal(network.state_dict()[k], shipped[k]) for k in shipped)
+
+
+def test_sigterm_saves_where_it_stopped_and_resumes_exactly(finished, tmp_path):
+    """A scheduler's SIGTERM: the iteration running finishes, a checkpoint of that iteration is
+    written (between the interval's), the command exits 130; resumed, the run ends as the
+    uninterrupted one."""
+    _, reference_run, _ = finished
+    run = tmp_path / "preempted"
+    cmd = [
+        sys.executable,
+        "-m",
+        "medseg.cli.main",
+        "train",
+        BUNDLE,
+        "--out",
+        str(run),
+        *SHORT,
+        "num_workers=0",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    first = run / "models" / "checkpoints" / "checkpoint_it00000002.pt"
+    deadline = time.time() + 300
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "medseg: interrupted" in err
+    log = (run / "logs" / "train.log").read_text()
+    stopped = [line for line in log.splitlines() if "SIGTERM: stopped at iteration" in line]
+    assert len(stopped) == 1
+    iteration = int(stopped[0].split("at iteration ")[1].split()[0])
+    assert (run / "models" / "checkpoints" / f"checkpoint_it{iteration:08d}.pt").is_file()
+    assert not (run / "models" / "model.pt").exists()
+    medseg("train", BUNDLE, "--out", str(run), "--resume", cwd=tmp_path)
+    final, reference = weights(run / "models" / "model.pt"), weights(reference_run / "models" / "model.pt")
+    assert all(torch.equal(final[k], reference[k]) for k in reference)
+
+
+def test_monai_runner_on_the_shipped_bundle_is_refused_before_writing(tmp_path):
+    """`python -m monai.bundle run` with bundle_root at the shipped folder would put checkpoints
+    and weights into the installed package: refused, nothing written."""
+    shipped = shipped_bundles_dir() / BUNDLE
+    before = tree_digest(shipped)
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "--config_file", f"{shipped}/configs/train.json",
+         "--bundle_root", str(shipped), "--max_epochs", "1", "--epoch_length", "1", "--num_workers", "0"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "inside medseg's shipped bundles" in proc.stderr and "train a copy (cp -r)" in proc.stderr
+    assert tree_digest(shipped) == before
