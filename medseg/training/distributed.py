@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import torch
 
@@ -84,3 +85,25 @@ def unwrap(module: torch.nn.Module) -> torch.nn.Module:
         if isinstance(module, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel))
         else module
     )
+
+
+def gather_items(items: list[Any], sampler: Any = None) -> list[Any]:
+    """Every rank's ``items`` (one per validation case, in the order the rank saw them), gathered
+    on every rank in dataset order, without the cases a padding ``DistributedSampler``
+    (``even_divisible=True``, ``shuffle=False``) repeated so that each rank had as many.
+    Outside a process group: ``items`` unchanged."""
+    import torch.distributed as dist
+
+    rank, world = rank_and_world()
+    if world == 1:
+        return items
+    per_rank: list[list[Any]] = [[] for _ in range(world)]
+    dist.all_gather_object(per_rank, items)
+    total = len(sampler.dataset) if sampler is not None and hasattr(sampler, "dataset") else None
+    ordered = []
+    for k in range(max(len(r) for r in per_rank)):
+        for r in range(world):
+            position = r + k * world  # the rank-strided split of DistributedSampler
+            if k < len(per_rank[r]) and (total is None or position < total):
+                ordered.append(per_rank[r][k])
+    return ordered

@@ -115,12 +115,19 @@ class InstanceMetricsHandler:
                 self.scores.append(instance_scores_of(pred, convert_to_numpy(item[self.score_key])[0]))
 
     def compute(self, engine: Any) -> dict[str, float]:
+        from medseg.training.distributed import gather_items, is_main_process
+
+        # Under DDP each rank saw its share of the cases: score all of them, once each, on every rank.
+        sampler = getattr(getattr(engine, "data_loader", None), "sampler", None)
+        found = self.scores or [None] * len(self.true)
+        cases = gather_items(list(zip(self.true, self.pred, found, strict=True)), sampler)
+        true, pred, found = (list(x) for x in zip(*cases, strict=True)) if cases else ([], [], [])
         scores = {
             f"{self.prefix}{k}": v
-            for k, v in instance_scores(self.true, self.pred, scores=self.scores or None).items()
+            for k, v in instance_scores(true, pred, scores=found if self.scores else None).items()
         }
         engine.state.metrics.update(scores)
-        if self.output_file is not None:
+        if self.output_file is not None and is_main_process():
             with atomic_path(self.output_file) as tmp:
                 Path(tmp).write_text(json.dumps(scores, indent=2) + "\n")
         return scores

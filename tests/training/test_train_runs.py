@@ -333,3 +333,34 @@ def test_monai_runner_on_the_shipped_bundle_is_refused_before_writing(tmp_path):
     assert proc.returncode != 0
     assert "inside medseg's shipped bundles" in proc.stderr and "train a copy (cp -r)" in proc.stderr
     assert tree_digest(shipped) == before
+
+
+def test_model_zoo_torchrun_command_on_the_mask_rcnn_bundle(tmp_path):
+    """The README's plain `torchrun ... -m monai.bundle run` with the multi_gpu_train overlay, on a
+    copy of the 2D Mask R-CNN bundle (DDP with unused parameters allowed, instance metrics over the
+    split validation): it trains, rank 0 writes the weights, and the validation scores are those
+    of one process with the same global batch (2 ranks x 1 image vs 1 x 2), each nucleus counted once."""
+    name = "nuclei_fluo_maskrcnn"
+    metrics = {}
+    for kind in ("ddp", "single"):
+        bundle = tmp_path / kind
+        shutil.copytree(shipped_bundles_dir() / name, bundle, ignore=shutil.ignore_patterns("model.pt"))
+        configs = [f"{bundle}/configs/train.json"]
+        launcher = [sys.executable, "-m", "monai.bundle"]
+        extra = ["--train#sampler#batch_size", "2"]
+        if kind == "ddp":
+            configs.append(f"{bundle}/configs/multi_gpu_train.json")
+            launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                        "--nproc_per_node", "2", "-m", "monai.bundle"]  # fmt: skip
+            extra = []
+        proc = subprocess.run(
+            [*launcher, "run", "--bundle_root", str(bundle), "--config_file", repr(configs),
+             "--max_epochs", "1", "--epoch_length", "2", "--num_workers", "0",
+             "--validate#handlers#0#output_file", str(bundle / "scores.json"), *extra],
+            capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert (bundle / "models" / "model.pt").is_file()
+        metrics[kind] = json.loads((bundle / "scores.json").read_text())
+    assert metrics["ddp"] == pytest.approx(metrics["single"], abs=1e-6)
+    assert metrics["ddp"]["val_tp"] + metrics["ddp"]["val_fn"] == 36  # the held-apart region's nuclei
