@@ -195,5 +195,5 @@ def test_cli_ls_info_install(tmp_path, user_dir, capsys):
     assert lines[-1].startswith(f"user:    {user_dir}")
     run_cli(["bundle", "info", "nuclei_fluo_unet2d"])
     out = capsys.readouterr().out
-    assert out.startswith("nuclei_fluo_unet2d 0.1.0 (shipped)")
+    assert out.startswith("nuclei_fluo_unet2d 0.2.0 (shipped)")
     assert "models/model.pt (present)" in out and "1 interior, 2 border" in out

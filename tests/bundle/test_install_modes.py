@@ -110,7 +110,7 @@ def test_wheel_install_ships_the_bundles(tmp_path, source_copy):
          "--out", "out", "--quiet"], cwd=tmp_path / "elsewhere", capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"bundle: nuclei_fluo_unet2d 0.1.0 ({bundle})" in done.stdout
+    assert f"bundle: nuclei_fluo_unet2d 0.2.0 ({bundle})" in done.stdout
     assert (tmp_path / "elsewhere" / "out" / "img2d" / "img2d_instances.ome.tif").is_file()
 
 

@@ -72,7 +72,7 @@ def test_bare_name_runs_the_shipped_bundle_not_a_local_folder(tmp_path):
     proc = medseg("segment", image, "--bundle", "nuclei_fluo_unet2d", "--out", "out", "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     shipped = Path(REPO_ROOT / "bundles" / "nuclei_fluo_unet2d")
-    assert f"bundle: nuclei_fluo_unet2d 0.1.0 ({shipped})" in proc.stdout
+    assert f"bundle: nuclei_fluo_unet2d 0.2.0 ({shipped})" in proc.stdout
     assert not (tmp_path / "PWNED").exists()
     assert (tmp_path / "out" / "img2d" / "img2d_instances.ome.tif").is_file()
     # written as a path, the user's own folder is used (and its code runs: bundles are code)

@@ -50,7 +50,7 @@ def test_2d_tiff_in_tiff_out_equals_monai_bundle_run(tmp_path):
     out = tmp_path / "out"
     proc = medseg("segment", str(image), "--bundle", "nuclei_fluo_unet2d", "--out", str(out), "--quiet")
     assert proc.returncode == 0, proc.stderr
-    assert f"bundle: nuclei_fluo_unet2d 0.1.0 ({REPO_ROOT / 'bundles' / 'nuclei_fluo_unet2d'})" in proc.stdout
+    assert f"bundle: nuclei_fluo_unet2d 0.2.0 ({REPO_ROOT / 'bundles' / 'nuclei_fluo_unet2d'})" in proc.stdout
     written = tifffile.imread(out / "img2d" / "img2d_instances.ome.tif")
     assert written.shape == tifffile.imread(image).shape  # tifffile's (rows, columns)
     reference = monai_instances("nuclei_fluo_unet2d", image, tmp_path / "monai")
