@@ -5,8 +5,8 @@ and the validator's metrics after every validation, and on rank 0:
 
 - logs one line every ``log_every`` iterations: iteration, epoch, loss, lr, it/s and ETA;
 - writes TensorBoard scalars (MONAI's ``TensorBoardStatsHandler``, always) and MLflow metrics
-  (MONAI's ``MLFlowHandler``, when ``mlflow`` is installed; ``MLFLOW_TRACKING_URI`` or the run
-  folder's ``mlruns/``);
+  (MONAI's ``MLFlowHandler``, when ``mlflow`` is installed; ``MLFLOW_TRACKING_URI``, else the
+  SQLite store ``mlflow.db`` beside the report);
 - at the end writes ``report.json`` (best metric and its epoch, wall time, speed) and
   ``curves.png`` (loss per iteration with its per-epoch mean; validation metrics per epoch).
 
@@ -105,8 +105,24 @@ class TrainingReport:
             return
         from monai.handlers import MLFlowHandler
 
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or (self.out_dir.parent / "mlruns").resolve().as_uri()
-        MLFlowHandler(tracking_uri=uri, output_transform=loss, optimizer_param_names="lr").attach(engine)
+        # MLflow 3 dropped the plain-folder store: a SQLite file beside the other logs
+        uri = (
+            os.environ.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{(self.out_dir.parent / 'mlflow.db').resolve()}"
+        )
+        # One MLflow run for the trainer (loss, lr) and the validator (metrics), named after the folder
+        run = self.out_dir.resolve().parent.parent.name
+        try:
+            MLFlowHandler(
+                tracking_uri=uri, run_name=run, output_transform=loss, optimizer_param_names="lr"
+            ).attach(engine)
+            if self.validator is not None:
+                MLFlowHandler(
+                    tracking_uri=uri, run_name=run, iteration_log=False, close_on_complete=False,
+                    global_epoch_transform=lambda _: engine.state.epoch,
+                ).attach(self.validator)  # fmt: skip
+        except Exception as err:  # an optional tracker never stops a training
+            logger.warning("MLflow tracking off (%s): %s", uri, str(err).splitlines()[0] if str(err) else err)
 
     def _start(self, engine: Any) -> None:
         self._started = time.perf_counter()

@@ -44,9 +44,10 @@ def _bundle_files(src: Path, dst: Path) -> None:
             shutil.copy2(item, dst / item.name)
 
 
-def new_run(bundle: Path, out: PathLike | None, runs_dir: PathLike = "runs") -> Path:
-    """Create a run folder for ``bundle``: ``out``, else ``runs/<bundle>/<timestamp>``. It appears
-    whole (one rename) and never replaces an existing folder."""
+def new_run(bundle: Path, out: PathLike | None, record: dict[str, Any], runs_dir: PathLike = "runs") -> Path:
+    """Create a run folder for ``bundle`` with ``record`` as its ``run.json``: ``out``, else
+    ``runs/<bundle>/<timestamp>``. It appears whole (one rename, run.json included) and never
+    replaces an existing folder."""
     if out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = Path(runs_dir) / bundle.name / stamp
@@ -60,6 +61,7 @@ def new_run(bundle: Path, out: PathLike | None, runs_dir: PathLike = "runs") -> 
     with atomic_folder(out) as tmp:
         _bundle_files(bundle, tmp)
         (tmp / "models").mkdir()
+        (tmp / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n")
     (out / MARKER).unlink()  # a training run is never replaced by a later medseg output
     return out
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from medseg.errors import BundleError
+from medseg.errors import BundleError, MedsegError
 from medseg.io.atomic import atomic_path
 from medseg.training import run_folder
 from medseg.typing import PathLike
@@ -68,13 +68,12 @@ def prepare_run(
     if existing is not None:
         record = run_folder.read_run(existing)
         record["overrides"] = {**record["overrides"], **overrides}
-        run_dir = existing
-    else:
-        run_dir = run_folder.new_run(bundle_dir, out, runs_dir)
-        record = {"bundle": str(bundle_dir), "config": config, "overrides": overrides, "init": init}
-    record["medseg_version"] = _version()
-    run_folder.write_run(run_dir, record)
-    return TrainRun(run_dir=run_dir, resumed=existing is not None)
+        record["medseg_version"] = _version()
+        run_folder.write_run(existing, record)
+        return TrainRun(run_dir=existing, resumed=True)
+    record = {"bundle": str(bundle_dir), "config": config, "overrides": overrides, "init": init,
+              "medseg_version": _version()}  # fmt: skip
+    return TrainRun(run_dir=run_folder.new_run(bundle_dir, out, record, runs_dir), resumed=False)
 
 
 def train(
@@ -115,7 +114,13 @@ def train(
         }
     elif freeze:
         raise BundleError("--freeze needs --init: it holds the loaded weights still")
-    run = prepare_run(bundle, values, config, out, resume, runs_dir, init=start)
+    try:
+        run = prepare_run(bundle, values, config, out, resume, runs_dir, init=start)
+    except (MedsegError, OSError):
+        # Nodes started together race to create the folder: the ones that lose join the winner's.
+        if nnodes == 1 or not (Path(out) / run_folder.RUN_FILE).is_file():
+            raise
+        run = prepare_run(bundle, values, config, out, True, runs_dir, init=start)
     if nproc_per_node * nnodes > 1:
         config_file(run.run_dir, MULTI_GPU)
         _torchrun(run.run_dir, nproc_per_node, nnodes, rdzv_endpoint)

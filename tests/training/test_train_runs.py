@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -101,6 +102,21 @@ def test_report_gives_curves_best_metric_and_wall_time(finished):
     assert report["best_epoch"] == best["epoch"]
     assert (run / "logs" / "report" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((run / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_mlflow_gets_the_loss_and_the_validation_metrics(finished):
+    """With mlflow installed (a dev dependency), the run logs into logs/mlflow.db: one MLflow run
+    named after the run folder, the loss at every iteration, the validation Dice at every epoch."""
+    mlflow = pytest.importorskip("mlflow")
+    _, run, _ = finished
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{run / 'logs' / 'mlflow.db'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name != "Default"]
+    (found,) = client.search_runs([experiment.experiment_id])
+    assert found.info.run_name == run.name
+    assert [m.step for m in client.get_metric_history(found.info.run_id, "Loss")] == list(range(1, 9))
+    report = json.loads((run / "logs" / "report" / "report.json").read_text())
+    dice = [(m.step, m.value) for m in client.get_metric_history(found.info.run_id, "val_mean_dice")]
+    assert dice == [(v["epoch"], pytest.approx(v["val_mean_dice"])) for v in report["validations"]]
 
 
 def test_export_makes_a_clean_bundle(finished, tmp_path):
@@ -364,3 +380,38 @@ def test_model_zoo_torchrun_command_on_the_mask_rcnn_bundle(tmp_path):
         metrics[kind] = json.loads((bundle / "scores.json").read_text())
     assert metrics["ddp"] == pytest.approx(metrics["single"], abs=1e-6)
     assert metrics["ddp"]["val_tp"] + metrics["ddp"]["val_fn"] == 36  # the held-apart region's nuclei
+
+
+def test_two_nodes_with_a_c10d_rendezvous(tmp_path, monkeypatch):
+    """`--nnodes 2 --rdzv-endpoint HOST:PORT`, simulated with two "nodes" on this machine started
+    at the same time with the same --out: they rendezvous through torchrun's c10d backend, one
+    creates the run folder and the other joins it, and both ranks hold the same weights at every step."""
+    import threading
+
+    from medseg.workflows.train import train
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # two "machines" on 2 cores: one thread each, as torchrun sets
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    runs, errors = [], []
+
+    def node() -> None:
+        try:
+            runs.append(train(BUNDLE, _probe_overrides(probe), out=tmp_path / "run", nnodes=2,
+                              rdzv_endpoint=f"127.0.0.1:{port}"))  # fmt: skip
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=node) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not errors and sorted(r.resumed for r in runs) == [False, True]  # one created, one joined
+    assert (tmp_path / "run" / "models" / "model.pt").is_file()
+    ranks = [(probe / f"rank{r}.txt").read_text() for r in (0, 1)]
+    assert ranks[0] == ranks[1] and len(ranks[0].splitlines()) == 3
