@@ -18,13 +18,15 @@ clean one of it: configs, docs, licence and one ``models/model.pt``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from medseg.errors import BundleError
-from medseg.io.atomic import MARKER, atomic_folder
+from medseg.io.atomic import MARKER, STAGING, atomic_folder, clean_stale
 from medseg.typing import PathLike
 
 RUN_FILE = "run.json"
@@ -58,11 +60,25 @@ def new_run(bundle: Path, out: PathLike | None, record: dict[str, Any], runs_dir
     out = Path(out)
     if out.exists():
         raise BundleError(f"{out}: exists; resume it with --resume, or choose another --out")
-    with atomic_folder(out) as tmp:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(out.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{STAGING}{os.getpid()}-{out.name}-", dir=out.parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; a run folder gets the user's usual mode
+    try:
         _bundle_files(bundle, tmp)
         (tmp / "models").mkdir()
         (tmp / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n")
-    (out / MARKER).unlink()  # a training run is never replaced by a later medseg output
+        # rename(2) onto a folder that appeared meanwhile (another node, another command) fails
+        # rather than replacing it: a run folder is created once, never overwritten.
+        os.rename(tmp, out)
+    except OSError:
+        if out.exists():
+            raise BundleError(f"{out}: exists; resume it with --resume, or choose another --out") from None
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

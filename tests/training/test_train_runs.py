@@ -410,7 +410,8 @@ def test_two_nodes_with_a_c10d_rendezvous(tmp_path, monkeypatch):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=600)
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads), "a node is still waiting for the rendezvous"
     assert not errors and sorted(r.resumed for r in runs) == [False, True]  # one created, one joined
     assert (tmp_path / "run" / "models" / "model.pt").is_file()
     ranks = [(probe / f"rank{r}.txt").read_text() for r in (0, 1)]
