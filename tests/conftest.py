@@ -12,6 +12,8 @@ from medseg.data import sample_path
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PYTHONWARNINGS", "ignore")
+# MLflow's start-up (its SQLite tables) adds about 5 s to every training; the one test of it turns it on.
+os.environ.setdefault("MEDSEG_MLFLOW", "0")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 

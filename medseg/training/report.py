@@ -5,8 +5,8 @@ and the validator's metrics after every validation, and on rank 0:
 
 - logs one line every ``log_every`` iterations: iteration, epoch, loss, lr, it/s and ETA;
 - writes TensorBoard scalars (MONAI's ``TensorBoardStatsHandler``, always) and MLflow metrics
-  (MONAI's ``MLFlowHandler``, when ``mlflow`` is installed; ``MLFLOW_TRACKING_URI``, else the
-  SQLite store ``mlflow.db`` beside the report);
+  (MONAI's ``MLFlowHandler``, when ``mlflow`` is installed and ``MEDSEG_MLFLOW`` is not ``0``;
+  ``MLFLOW_TRACKING_URI``, else the SQLite store ``mlflow.db`` beside the report);
 - at the end writes ``report.json`` (best metric and its epoch, wall time, speed) and
   ``curves.png`` (loss per iteration with its per-epoch mean; validation metrics per epoch).
 
@@ -97,7 +97,7 @@ class TrainingReport:
                     log_dir=str(self.tensorboard_dir), iteration_log=False,
                     global_epoch_transform=lambda _: engine.state.epoch,
                 ).attach(self.validator)  # fmt: skip
-        if not self.mlflow:
+        if not self.mlflow or os.environ.get("MEDSEG_MLFLOW", "1") == "0":
             return
         try:
             import mlflow  # noqa: F401  (optional: MLflow tracking when the user installed it)

@@ -58,7 +58,7 @@ def finished(tmp_path_factory) -> tuple[Path, Path, dict]:
     cwd = tmp_path_factory.mktemp("train")
     shipped = shipped_bundles_dir() / BUNDLE
     before = tree_digest(shipped)
-    proc = medseg("train", BUNDLE, *SHORT, "num_workers=0", cwd=cwd)
+    proc = medseg("train", BUNDLE, *SHORT, "num_workers=0", cwd=cwd, env={**os.environ, "MEDSEG_MLFLOW": "1"})
     assert tree_digest(shipped) == before  # not a byte or a timestamp of the bundle changed
     (run,) = (cwd / "runs" / BUNDLE).iterdir()
     assert f"run folder: runs/{BUNDLE}/{run.name}\n" in proc.stdout
