@@ -21,7 +21,9 @@ from medseg.bundle.locate import shipped_bundles_dir
 
 pytestmark = pytest.mark.slow
 BUNDLE = "abdomen_ct_segmentation"
-SHORT = ["max_epochs=2", "epoch_length=4", "checkpoint_interval=2", "val_interval=1"]
+# Small steps (2 patches of 64x64x16 instead of 4 of 96x96x16): the runs test bookkeeping, not learning.
+SMALL = ["num_samples=2", "patch_size=[64,64,16]"]
+SHORT = ["max_epochs=2", "epoch_length=4", "checkpoint_interval=2", "val_interval=1", *SMALL]
 HERE = Path(__file__).resolve().parent
 
 
@@ -174,7 +176,7 @@ def _probe_overrides(probe: Path) -> dict:
     imports = json.loads((shipped_bundles_dir() / BUNDLE / "configs" / "train.json").read_text())["imports"]
     return {
         "max_epochs": 1, "epoch_length": 3, "val_interval": 5, "num_workers": 0, "loss#batch": False,
-        "checkpoint_interval": 1, "keep_checkpoints": 3,
+        "checkpoint_interval": 1, "keep_checkpoints": 3, "num_samples": 2, "patch_size": [64, 64, 16],
         "train#inferer#enabled": False,
         "optimizer": {"_target_": "torch.optim.SGD", "params": "$@network.parameters()", "lr": 0.1},
         "imports": [*imports, "$import ddp_probe"],
