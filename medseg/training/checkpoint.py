@@ -95,7 +95,6 @@ class Checkpointer:
         self.map_location = map_location
         self.best_metric: float | None = None
         self.best_iteration = -1
-        self.resumed_from: Path | None = None
         self._last_saved = -1
         self._sigterm = False
         self._previous_sigterm: Any = signal.SIG_DFL
@@ -165,12 +164,8 @@ class Checkpointer:
         signal.signal(signal.SIGTERM, self._previous_sigterm)
 
     def save_mid_epoch(self, engine: Any) -> None:
-        if engine.state.iteration % engine.state.epoch_length == 0:
-            return  # the epoch's other handlers run first: see save_epoch_end
-        if self._sigterm:
-            self._stop(engine)
-        elif engine.state.iteration % self.interval == 0:
-            self.save_latest(engine)
+        if engine.state.iteration % engine.state.epoch_length:  # at an epoch end: save_epoch_end
+            self.save_epoch_end(engine)
 
     def save_epoch_end(self, engine: Any) -> None:
         if self._sigterm:
@@ -234,7 +229,6 @@ class Checkpointer:
             obj.load_state_dict(state[name])
         # A larger max_epochs on the command line extends a finished or running training.
         engine.state.max_epochs = max_epochs
-        self.resumed_from = path
         logger.info(
             "resumed from %s at iteration %d (epoch %d)",
             path.name,

@@ -3,13 +3,10 @@ the choice between reproducible and fast GPU kernels."""
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
 import torch
-
-logger = logging.getLogger(__name__)
 
 
 def seed_run(seed: int, deterministic: bool = False) -> None:
@@ -46,38 +43,33 @@ class GradientClip:
 
 class EarlyStop:
     """Stop the training when the validator's key metric has not improved by more than
-    ``min_delta`` for ``patience`` validations (nothing when ``patience`` is None). Its counter is
-    part of the checkpoint, so a resumed run stops where the uninterrupted one would."""
+    ``min_delta`` for ``patience`` validations (nothing when ``patience`` is None): ignite's
+    ``EarlyStopping`` (``cumulative_delta``: small gains do not move the bar), whose counter this
+    puts in the checkpoint, so a resumed run stops where the uninterrupted one would."""
 
     def __init__(self, patience: int | None = None, validator: Any = None, min_delta: float = 0.0) -> None:
         self.patience = patience
         self.validator = validator
         self.min_delta = float(min_delta)
-        self.best: float | None = None
-        self.counter = 0
+        self.stopping: Any = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "counter": self.counter}
+        if self.stopping is None:
+            return {"best": None, "counter": 0}
+        return {"best": self.stopping.best_score, "counter": self.stopping.counter}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best, self.counter = state["best"], state["counter"]
+        if self.stopping is not None:
+            self.stopping.best_score, self.stopping.counter = state["best"], state["counter"]
 
     def attach(self, engine: Any) -> None:
         from ignite.engine import Events
+        from ignite.handlers import EarlyStopping
 
-        self.engine = engine
-        if self.patience is not None and self.validator is not None:
-            self.validator.add_event_handler(Events.COMPLETED, self._check)
-
-    def _check(self, validator: Any) -> None:
-        name = validator.state.key_metric_name
-        value = float(validator.state.metrics[name])
-        if self.best is None or value > self.best + self.min_delta:
-            self.best, self.counter = value, 0
+        if self.patience is None or self.validator is None:
             return
-        self.counter += 1
-        if self.counter >= self.patience:
-            logger.info(
-                "early stop: %s has not improved on %.4f for %d validations", name, self.best, self.counter
-            )
-            self.engine.terminate()
+        self.stopping = EarlyStopping(
+            self.patience, lambda v: float(v.state.metrics[v.state.key_metric_name]), engine,
+            min_delta=self.min_delta, cumulative_delta=True,
+        )  # fmt: skip
+        self.validator.add_event_handler(Events.COMPLETED, self.stopping)

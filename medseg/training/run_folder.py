@@ -35,15 +35,9 @@ RUN_ONLY = {RUN_FILE, "config_ran.json", "logs", "tensorboard", "report", "model
 
 
 def _bundle_files(src: Path, dst: Path) -> None:
-    """Copy a bundle's files, leaving out weights, evaluation outputs and caches."""
-    skip = shutil.ignore_patterns("models", "eval", "runs", "__pycache__", ".*")
-    for item in src.iterdir():
-        if item.name in {"models", "eval", "runs", "__pycache__"} or item.name.startswith("."):
-            continue
-        if item.is_dir():
-            shutil.copytree(item, dst / item.name, ignore=skip)
-        else:
-            shutil.copy2(item, dst / item.name)
+    """Copy a bundle's files, leaving out weights, outputs of earlier runs and caches."""
+    skip = shutil.ignore_patterns("models", "eval", "logs", "runs", "__pycache__", ".*")
+    shutil.copytree(src, dst, ignore=skip, dirs_exist_ok=True)
 
 
 def new_run(bundle: Path, out: PathLike | None, record: dict[str, Any], runs_dir: PathLike = "runs") -> Path:
